@@ -1,0 +1,57 @@
+"""alphahat: how well is a neural network trained? Ask its weights (HT-SR, no data needed).
+
+>>> import alphahat
+>>> report = alphahat.analyze("model.safetensors")   # doctest: +SKIP
+>>> report.details       # one row per weight matrix: alpha, alpha_weighted, D, norms, …
+>>> print(report.summary())
+
+Importing this package imports no deep-learning framework.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from alphahat._version import __version__
+
+if TYPE_CHECKING:
+    from alphahat.analysis import AnalysisOptions, analyze, describe
+    from alphahat.fit import PowerLawFit, fit_power_law
+    from alphahat.layers import LayerFilter
+    from alphahat.report import Report, Summary
+
+__all__ = [
+    "AnalysisOptions",
+    "LayerFilter",
+    "PowerLawFit",
+    "Report",
+    "Summary",
+    "__version__",
+    "analyze",
+    "describe",
+    "fit_power_law",
+]
+
+_LAZY = {
+    "AnalysisOptions": "alphahat.analysis",
+    "analyze": "alphahat.analysis",
+    "describe": "alphahat.analysis",
+    "PowerLawFit": "alphahat.fit",
+    "fit_power_law": "alphahat.fit",
+    "LayerFilter": "alphahat.layers",
+    "Report": "alphahat.report",
+    "Summary": "alphahat.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alphahat' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

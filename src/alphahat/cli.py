@@ -1,0 +1,290 @@
+"""Command line: a thin typer layer; every command is one public API call.
+
+Data goes to stdout (``--format table|csv|json``) or to ``-o FILE``; progress, notes and
+errors go to stderr. Exit codes: 0 success, 1 no layer could be analysed, 2 bad usage (bad
+option, path or file).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from alphahat._version import __version__
+from alphahat.errors import AlphahatError
+
+app = typer.Typer(
+    name="alphahat",
+    help="How well is a neural network trained? Ask its weights (HT-SR metrics, no data needed).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_NO_LAYERS, EXIT_USAGE = 0, 1, 2
+
+
+class OutputFormat(str, Enum):
+    """Output formats."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ConvScaleOption(str, Enum):
+    """Conv slice scale conventions."""
+
+    reference = "reference"
+    none = "none"
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    typer.echo(f"alphahat: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _note(message: str) -> None:
+    typer.echo(f"alphahat: {message}", err=True)
+
+
+def _layer_specs(values: list[str] | None) -> list[str]:
+    return [part for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def _resolve_format(fmt: OutputFormat | None, output: Path | None) -> OutputFormat:
+    if fmt is not None:
+        return fmt
+    if output is not None and output.suffix.lower() in (".csv", ".json"):
+        return OutputFormat(output.suffix.lower().lstrip("."))
+    return OutputFormat.table
+
+
+def _cell(value: Any) -> str:
+    import pandas as pd
+
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        small = value != 0 and abs(value) < 1e-3
+        return f"{value:.4g}" if abs(value) >= 1e5 or small else f"{value:.3f}"
+    return str(value)
+
+
+def _print_table(frame: Any, columns: tuple[str, ...], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 250, soft_wrap=False)
+    table = Table(title=title, title_justify="left", header_style="bold", show_lines=False)
+    for col in columns:
+        numeric = frame[col].dtype.kind in "iuf" if col in frame.columns else False
+        table.add_column(col, justify="right" if numeric else "left", overflow="fold")
+    for row in frame[list(columns)].itertuples(index=False, name=None):
+        table.add_row(*(_cell(v) for v in row))
+    console.print(table)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from alphahat.report.io import write_atomic
+
+    try:
+        write_atomic(output, text)
+    except OSError as exc:
+        _fail(f"{output}: cannot write: {exc.strerror or exc}")
+    _note(f"wrote {output}")
+
+
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL",
+        help="A .safetensors file, a sharded Hugging Face folder, a .pt/.bin/.pth state dict, "
+        "or a .npy/.npz file.",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[
+    OutputFormat | None,
+    typer.Option("--format", "-f", help="table (default), csv or json; -o FILE.csv/.json implies it."),
+]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the data to FILE (atomically).")
+]
+LayersOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--layers",
+        "-l",
+        help="Only these layers: ids, exact names, glob patterns or kinds (linear, embedding, "
+        "conv1d, conv2d, conv3d); repeat or comma-separate; different types are ANDed.",
+    ),
+]
+MinEvalsOpt = Annotated[
+    int, typer.Option("--min-evals", min=0, help="Skip layers with fewer eigenvalues.")
+]
+MaxEvalsOpt = Annotated[
+    int | None, typer.Option("--max-evals", min=1, help="Skip layers with more eigenvalues.")
+]
+ConvScaleOpt = Annotated[
+    ConvScaleOption,
+    typer.Option(
+        "--conv-scale",
+        help="reference: conv slices × 1/√2 as the reference tool does; none: as stored.",
+    ),
+]
+UnsafeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe-load",
+        help="Allow a full unpickle of .pt/.bin files (runs code from the file: trusted files only).",
+    ),
+]
+
+
+@app.command()
+def analyze(
+    model: ModelArg,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    layers: LayersOpt = None,
+    min_evals: MinEvalsOpt = 8,
+    max_evals: MaxEvalsOpt = None,
+    exclude_embeddings: Annotated[
+        bool,
+        typer.Option("--exclude-embeddings", help="Leave embedding layers out of the summary."),
+    ] = False,
+    conv_scale: ConvScaleOpt = ConvScaleOption.reference,
+    unsafe_load: UnsafeOpt = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")
+    ] = False,
+) -> None:
+    """Analyse every weight matrix: per-layer table (α, α̂, D, norms…) and the model summary."""
+    from alphahat.analysis import analyze as run
+
+    output_format = _resolve_format(fmt, output)
+    try:
+        report = run(
+            model,
+            layers=_layer_specs(layers),
+            min_evals=min_evals,
+            max_evals=max_evals,
+            conv_scale=conv_scale.value,  # type: ignore[arg-type]
+            include_embeddings=not exclude_embeddings,
+            unsafe_load=unsafe_load,
+            progress=not quiet,
+        )
+    except (AlphahatError, ValueError) as exc:
+        _fail(str(exc))
+    summary = report.summary()
+    if output_format is OutputFormat.table:
+        if output is not None:
+            _emit(report.details.to_string(index=False) + "\n\n" + summary.to_text() + "\n", output)
+        else:
+            from alphahat.report import TABLE_COLUMNS
+
+            _print_table(report.details, TABLE_COLUMNS, f"alphahat {__version__} — {model}")
+            sys.stdout.write("\n" + summary.to_text() + "\n")
+    else:
+        text = report.to_csv() if output_format is OutputFormat.csv else report.to_json()
+        _emit(text, output)
+        if output is not None and not quiet:
+            typer.echo(summary.to_text(), err=True)
+    failed = report.details[report.details["status"] == "failed"]
+    if not quiet:
+        for name, reason in zip(failed["name"], failed["reason"], strict=True):
+            _note(f"layer {name} failed: {reason}")
+    if summary.model.num_layers == 0:
+        _fail("no layer could be analysed (see the reasons above, or run 'alphahat describe')",
+              EXIT_NO_LAYERS)
+
+
+@app.command()
+def describe(
+    model: ModelArg,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    layers: LayersOpt = None,
+    min_evals: MinEvalsOpt = 8,
+    max_evals: MaxEvalsOpt = None,
+    unsafe_load: UnsafeOpt = False,
+) -> None:
+    """List every tensor with what analyze would do with it (analysed/skipped and why)."""
+    from alphahat.analysis import describe as run
+    from alphahat.report import COVERAGE_COLUMNS
+
+    output_format = _resolve_format(fmt, output)
+    try:
+        frame = run(
+            model,
+            layers=_layer_specs(layers),
+            min_evals=min_evals,
+            max_evals=max_evals,
+            unsafe_load=unsafe_load,
+        )
+    except (AlphahatError, ValueError) as exc:
+        _fail(str(exc))
+    counts = frame["status"].value_counts().to_dict()
+    line = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("analysed", "skipped", "failed"))
+    if output_format is OutputFormat.table:
+        if output is not None:
+            _emit(frame.to_string(index=False) + "\n", output)
+        else:
+            _print_table(frame, COVERAGE_COLUMNS, f"{model}: {len(frame)} tensors")
+            sys.stdout.write(f"\n{len(frame)} tensors: {line}\n")
+    elif output_format is OutputFormat.csv:
+        _emit(frame.to_csv(index=False, lineterminator="\n"), output)
+    else:
+        from alphahat.report import records
+
+        _emit(json.dumps({"tensors": records(frame)}, indent=2, allow_nan=False) + "\n", output)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"alphahat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """How well is a neural network trained? Ask its weights."""
+
+
+def main() -> None:
+    """Console-script entry point: a one-line message instead of a traceback on a bug.
+
+    Set ``ALPHAHAT_DEBUG=1`` to see the traceback.
+    """
+    import os
+
+    try:
+        app(standalone_mode=True)
+    except Exception as exc:  # a bug of ours: say so in one line, not a traceback
+        if os.environ.get("ALPHAHAT_DEBUG"):
+            raise
+        typer.echo(
+            f"alphahat: internal error: {type(exc).__name__}: {exc} "
+            "(please report it; ALPHAHAT_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        sys.exit(EXIT_NO_LAYERS)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,205 @@
+"""Layers: which tensors become which matrices, and why the others are not analysed.
+
+Every tensor with at least two dimensions gets a ``layer_id`` (its position among such tensors
+in model order). A 2-D weight is one matrix; a convolution kernel (out, in, k₁, …) is one
+(out × in) matrix per kernel position, whose eigenvalues are pooled into one layer ESD. Every
+matrix is oriented N × M with N ≥ M. Nothing is dropped silently: each tensor gets a
+:class:`TensorPlan` whose ``status`` is ``analyse``, ``skipped`` or ``failed``, with a reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from alphahat.sources.base import FLOAT_DTYPES, TensorRef
+
+#: Layer kinds, as used by filters and reported in the ``kind`` column.
+KINDS = ("linear", "embedding", "conv1d", "conv2d", "conv3d")
+_CONV_BY_NDIM = {3: "conv1d", 4: "conv2d", 5: "conv3d"}
+_EMBEDDING_NAMES = ("wte", "wpe")
+
+ConvScale = Literal["reference", "none"]
+CONV_SCALES: tuple[str, ...] = ("reference", "none")
+#: Per-slice multiplier of conv kernels under the reference tool's convention (λ halved).
+REFERENCE_CONV_SCALE = math.sqrt(0.5)
+
+PlanStatus = Literal["analyse", "skipped", "failed"]
+
+
+def infer_kind(ref: TensorRef) -> str | None:
+    """Layer kind of a tensor with ≥ 2 dims: from its module when known, else name and shape."""
+    if ref.ndim < 2:
+        return None
+    if ref.module_kind is not None and (ref.ndim == 2) == (ref.module_kind in ("linear", "embedding")):
+        return ref.module_kind
+    if ref.ndim == 2:
+        lowered = ref.name.lower()
+        parts = lowered.split(".")
+        owner = parts[-2] if len(parts) > 1 else parts[0]
+        if "embed" in lowered or owner in _EMBEDDING_NAMES:
+            return "embedding"
+        return "linear"
+    return _CONV_BY_NDIM.get(ref.ndim)
+
+
+@dataclass(frozen=True)
+class LayerFilter:
+    """Which layers to analyse: each non-empty criterion must match (AND); within one, any.
+
+    ``ids`` are layer ids; ``names`` match the full tensor name or its module name (the name
+    without a trailing ``.weight``); ``globs`` are fnmatch patterns on the full tensor name;
+    ``kinds`` are values of :data:`KINDS`.
+    """
+
+    ids: tuple[int, ...] = ()
+    names: tuple[str, ...] = ()
+    globs: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown layer kind(s) {unknown}; choose from {', '.join(KINDS)}")
+
+    @classmethod
+    def parse(cls, specs: Iterable[str | int]) -> LayerFilter:
+        """Sort user specs: integers → ids, kinds → kinds, ``*?[`` → globs, else names."""
+        ids: list[int] = []
+        names: list[str] = []
+        globs: list[str] = []
+        kinds: list[str] = []
+        for spec in specs:
+            if isinstance(spec, int) and not isinstance(spec, bool):
+                ids.append(spec)
+                continue
+            text = str(spec).strip()
+            if not text:
+                continue
+            if text.lstrip("-").isdigit():
+                ids.append(int(text))
+            elif text in KINDS:
+                kinds.append(text)
+            elif any(c in text for c in "*?["):
+                globs.append(text)
+            else:
+                names.append(text)
+        return cls(tuple(ids), tuple(names), tuple(globs), tuple(kinds))
+
+    @property
+    def empty(self) -> bool:
+        """True when the filter keeps every layer."""
+        return not (self.ids or self.names or self.globs or self.kinds)
+
+    def matches(self, layer_id: int, name: str, kind: str) -> bool:
+        """Whether the layer passes every given criterion."""
+        module = name.removesuffix(".weight")
+        return (
+            (not self.ids or layer_id in self.ids)
+            and (not self.names or name in self.names or module in self.names)
+            and (not self.globs or any(fnmatch.fnmatchcase(name, g) for g in self.globs))
+            and (not self.kinds or kind in self.kinds)
+        )
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """What happens to one tensor, known before its values are read.
+
+    ``N``, ``M``, ``num_matrices`` and ``num_evals`` describe the matrices of a tensor with
+    ≥ 2 dims (N ≥ M per matrix; ``num_evals`` = M × ``num_matrices``); ``scale`` multiplies
+    the weights before the spectrum (the conv convention).
+    """
+
+    ref: TensorRef
+    layer_id: int | None
+    kind: str | None
+    status: PlanStatus
+    reason: str = ""
+    N: int = 0
+    M: int = 0
+    num_matrices: int = 0
+    scale: float = 1.0
+
+    @property
+    def num_evals(self) -> int:
+        """Eigenvalues in the pooled ESD."""
+        return self.M * self.num_matrices
+
+
+def _matrix_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """(N, M, number of matrices) for a weight of this shape."""
+    rows, cols = shape[0], shape[1]
+    return max(rows, cols), min(rows, cols), math.prod(shape[2:])
+
+
+def _dtype_reason(dtype: str) -> str | None:
+    if dtype in FLOAT_DTYPES:
+        return None
+    if dtype == "bool":
+        return "boolean tensor (a mask), not weights"
+    if dtype.startswith(("int", "uint")):
+        return f"integer tensor ({dtype}): indices, counts or packed quantized weights, not a float matrix"
+    if dtype.startswith("float8"):
+        return f"{dtype} tensor: float8 weights are not supported yet"
+    return f"unsupported dtype {dtype}"
+
+
+def plan_tensors(
+    refs: Iterable[TensorRef],
+    *,
+    layer_filter: LayerFilter | None = None,
+    min_evals: int = 8,
+    max_evals: int | None = None,
+    conv_scale: ConvScale = "reference",
+) -> Iterator[TensorPlan]:
+    """A :class:`TensorPlan` for every tensor, in order; layer ids count tensors with ≥ 2 dims."""
+    layer_filter = layer_filter or LayerFilter()
+    next_id = 0
+    for ref in refs:
+        if ref.ndim < 2 and ref.problem is None:
+            what = "scalar" if ref.ndim == 0 else "1-D tensor (bias, norm or scale vector)"
+            yield TensorPlan(ref, None, None, "skipped", f"{what}; not a matrix")
+            continue
+        layer_id = next_id
+        next_id += 1
+        if ref.problem is not None:
+            yield TensorPlan(ref, layer_id, None, "failed", f"cannot read: {ref.problem}")
+            continue
+        kind = infer_kind(ref)
+        if kind is None:
+            yield TensorPlan(ref, layer_id, None, "skipped", f"{ref.ndim}-D tensor: unsupported rank")
+            continue
+        N, M, count = _matrix_shape(ref.shape)
+        scale = REFERENCE_CONV_SCALE if conv_scale == "reference" and kind.startswith("conv") else 1.0
+        plan = TensorPlan(ref, layer_id, kind, "analyse", "", N, M, count, scale)
+        reason = _dtype_reason(ref.dtype)
+        if reason is None and M == 0:
+            reason = "empty tensor"
+        if reason is None and not layer_filter.matches(layer_id, ref.name, kind):
+            reason = "excluded by the layer filter"
+        if reason is None and plan.num_evals < min_evals:
+            reason = f"{plan.num_evals} eigenvalue(s) < min_evals={min_evals}"
+        if reason is None and max_evals is not None and plan.num_evals > max_evals:
+            reason = f"{plan.num_evals} eigenvalues > max_evals={max_evals}"
+        if reason is not None:
+            plan = TensorPlan(ref, layer_id, kind, "skipped", reason, N, M, count, scale)
+        yield plan
+
+
+def layer_matrices(values: npt.NDArray[np.generic], plan: TensorPlan) -> list[npt.NDArray[np.generic]]:
+    """The N × M matrices of a tensor (views where possible), one per kernel position."""
+    if values.shape != plan.ref.shape:
+        raise ValueError(
+            f"{plan.ref.name}: read shape {values.shape} differs from declared {plan.ref.shape}"
+        )
+    rows, cols = values.shape[0], values.shape[1]
+    slices = values.reshape(rows, cols, -1)
+    transpose = rows < cols
+    return [slices[:, :, k].T if transpose else slices[:, :, k] for k in range(slices.shape[2])]

@@ -1,0 +1,291 @@
+"""Report: the per-layer table, the model summary, coverage of every tensor, and provenance.
+
+A :class:`Report` never recomputes metrics; it holds what the analysis produced and renders
+or writes it (CSV, JSON; files are written atomically).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from alphahat._version import __version__
+from alphahat.metrics import SUMMARY_METRICS, ModelSummary, summarize
+from alphahat.report.io import write_atomic
+
+if TYPE_CHECKING:
+    from alphahat.layers import TensorPlan
+    from alphahat.sources import WeightSource
+
+#: Columns of ``Report.details``, in order.
+DETAIL_COLUMNS = (
+    "layer_id", "name", "kind", "shape", "dtype", "N", "M", "Q", "num_matrices", "num_evals",
+    "alpha", "alpha_weighted", "D", "sigma", "xmin", "xmax", "num_pl_spikes",
+    "lambda_max", "log_spectral_norm", "norm", "log_norm", "log_alpha_norm",
+    "stable_rank", "entropy", "matrix_rank", "warning", "status", "reason",
+)  # fmt: skip
+#: Columns of ``Report.coverage`` / ``describe()``, in order.
+COVERAGE_COLUMNS = (
+    "layer_id", "name", "kind", "shape", "dtype", "N", "M", "num_matrices", "num_evals",
+    "status", "reason",
+)  # fmt: skip
+_INT_COLUMNS = ("layer_id", "N", "M", "num_matrices", "num_evals", "num_pl_spikes", "matrix_rank")
+#: Columns the CLI table shows (all columns go to CSV/JSON).
+TABLE_COLUMNS = (
+    "layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "alpha_weighted", "D",
+    "log_spectral_norm", "log_norm", "log_alpha_norm", "stable_rank", "warning", "status",
+)  # fmt: skip
+_LABELS = {
+    "alpha": "alpha (α)",
+    "alpha_weighted": "alpha_weighted (α̂ = α·log₁₀λ_max)",
+    "log_norm": "log_norm (log₁₀‖W‖²_F)",
+    "log_spectral_norm": "log_spectral_norm (log₁₀λ_max)",
+    "log_alpha_norm": "log_alpha_norm (log₁₀Σλ^α)",
+    "stable_rank": "stable_rank (Σλ/λ_max)",
+}
+
+
+def coverage_frame(plans: Sequence[TensorPlan], failures: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per tensor: what was (or would be) done with it and why."""
+    failures = failures or {}
+    rows = []
+    for plan in plans:
+        status = {"analyse": "analysed"}.get(plan.status, plan.status)
+        reason = plan.reason
+        if plan.ref.name in failures:
+            status, reason = "failed", failures[plan.ref.name]
+        rows.append(
+            {
+                "layer_id": plan.layer_id,
+                "name": plan.ref.name,
+                "kind": plan.kind or "",
+                "shape": "x".join(map(str, plan.ref.shape)),
+                "dtype": plan.ref.dtype,
+                "N": plan.N if plan.kind else None,
+                "M": plan.M if plan.kind else None,
+                "num_matrices": plan.num_matrices if plan.kind else None,
+                "num_evals": plan.num_evals if plan.kind else None,
+                "status": status,
+                "reason": reason,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(COVERAGE_COLUMNS))
+    return _typed(frame)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    for col in _INT_COLUMNS:
+        if col in frame.columns:
+            frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def build_provenance(source: WeightSource) -> dict[str, Any]:
+    """Versions and inputs that produced a report."""
+    import scipy
+
+    return {
+        "alphahat_version": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "source": source.description,
+        "files": [str(p) for p in source.files],
+    }
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The model summary of a report; renders as text, markdown and HTML."""
+
+    model: ModelSummary
+    source: str = ""
+
+    @property
+    def means(self) -> Mapping[str, float]:
+        """Layer-averaged metrics."""
+        return self.model.means
+
+    def as_dict(self) -> dict[str, Any]:
+        """Means and counts as a plain dict (NaN for undefined means)."""
+        m = self.model
+        return {
+            **dict(m.means),
+            "num_layers": m.num_layers,
+            "num_analysed": m.num_analysed,
+            "num_failed": m.num_failed,
+            "num_skipped": m.num_skipped,
+            "num_under_trained": m.num_under_trained,
+            "num_over_trained": m.num_over_trained,
+            "include_embeddings": m.include_embeddings,
+        }
+
+    def _counts_line(self) -> str:
+        m = self.model
+        which = "fitted layers" if m.include_embeddings else "fitted layers, embeddings excluded"
+        return (
+            f"averaged over {m.num_layers} {which}; {m.num_analysed} analysed, "
+            f"{m.num_failed} failed, {m.num_skipped} tensors skipped; "
+            f"{m.num_under_trained} under-trained (α > 6), {m.num_over_trained} over-trained (α < 2)"
+        )
+
+    def to_text(self) -> str:
+        """Plain-text block."""
+        width = max(len(v) for v in _LABELS.values())
+        lines = [f"Model summary{f' — {self.source}' if self.source else ''}"]
+        lines += [f"  {_LABELS[k]:<{width}}  {_fmt(self.means[k])}" for k in SUMMARY_METRICS]
+        lines.append(f"  ({self._counts_line()})")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        """Markdown table."""
+        lines = ["| metric | mean |", "|---|---:|"]
+        lines += [f"| {_LABELS[k]} | {_fmt(self.means[k])} |" for k in SUMMARY_METRICS]
+        return "\n".join(lines) + f"\n\n_{self._counts_line()}_\n"
+
+    def to_html(self) -> str:
+        """HTML table (self-contained, no scripts)."""
+        rows = "".join(
+            f"<tr><td>{html.escape(_LABELS[k])}</td><td style='text-align:right'>"
+            f"{_fmt(self.means[k])}</td></tr>"
+            for k in SUMMARY_METRICS
+        )
+        return (
+            "<table class='alphahat-summary'><thead><tr><th>metric</th><th>mean</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table><p><em>{html.escape(self._counts_line())}</em></p>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {col: _json_value(val) for col, val in zip(frame.columns, row, strict=True)}
+        for row in frame.itertuples(index=False, name=None)
+    ]
+
+
+@dataclass
+class Report:
+    """Result of :func:`alphahat.analyze`.
+
+    Attributes:
+        details: one row per analysed matrix (``fitted`` or ``failed``), columns
+            :data:`DETAIL_COLUMNS`.
+        coverage: one row per tensor of the model, analysed, failed or skipped, with reasons.
+        options: the options used.
+        provenance: versions and input files.
+        eigenvalues: each layer's sorted ESD, when ``keep_eigenvalues`` was set.
+    """
+
+    details: pd.DataFrame
+    coverage: pd.DataFrame
+    options: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    eigenvalues: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        plans: Sequence[TensorPlan],
+        options: dict[str, Any],
+        provenance: dict[str, Any],
+        include_embeddings: bool,
+        eigenvalues: dict[str, Any],
+    ) -> Report:
+        """Assemble a report from the analysis' layer rows and tensor plans."""
+        details = _typed(pd.DataFrame(list(rows), columns=list(DETAIL_COLUMNS)))
+        failures = {str(r["name"]): str(r["reason"]) for r in rows if r.get("status") == "failed"}
+        options = {**options, "include_embeddings": include_embeddings}
+        return cls(details, coverage_frame(plans, failures), options, provenance, eigenvalues)
+
+    def summary(self, include_embeddings: bool | None = None) -> Summary:
+        """Layer-averaged metrics over fitted layers (embeddings per the analysis option)."""
+        if include_embeddings is None:
+            include_embeddings = bool(self.options.get("include_embeddings", True))
+        num_skipped = int((self.coverage["status"] == "skipped").sum())
+        model = summarize(
+            records(self.details), include_embeddings=include_embeddings, num_skipped=num_skipped
+        )
+        return Summary(model, str(self.provenance.get("source", "")))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as JSON-able data (NaN → null)."""
+        return {
+            "alphahat_version": self.provenance.get("alphahat_version", __version__),
+            "provenance": self.provenance,
+            "options": self.options,
+            "summary": {k: _json_value(v) for k, v in self.summary().as_dict().items()},
+            "layers": records(self.details),
+            "tensors": records(self.coverage),
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """JSON text of :meth:`to_dict`; written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+        if path is not None:
+            write_atomic(Path(path), text)
+        return text
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """CSV of ``details`` (full float precision); written atomically to ``path`` when given."""
+        text: str = self.details.to_csv(index=False, lineterminator="\n")
+        if path is not None:
+            write_atomic(Path(path), text)
+        return text
+
+    def _repr_html_(self) -> str:
+        return self.summary().to_html() + self.details.to_html(index=False, na_rep="—")
+
+    def __repr__(self) -> str:
+        s = self.summary().model
+        return (
+            f"<Report {self.provenance.get('source', '')!r}: {s.num_analysed} layers analysed, "
+            f"{s.num_layers} fitted, {s.num_failed} failed, {s.num_skipped} tensors skipped>"
+        )
+
+
+__all__ = [
+    "COVERAGE_COLUMNS",
+    "DETAIL_COLUMNS",
+    "TABLE_COLUMNS",
+    "Report",
+    "Summary",
+    "coverage_frame",
+    "records",
+]

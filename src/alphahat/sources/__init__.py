@@ -1,0 +1,118 @@
+"""Sources: enumerate a model's tensors from headers and read them one at a time.
+
+:func:`open_source` accepts a ``torch.nn.Module``, a ``state_dict`` or any ``{name: array}``
+mapping, or a path: ``.safetensors``, a sharded Hugging Face folder, ``.pt/.bin/.pth``,
+``.npy`` or ``.npz``. Only this package knows about frameworks and file formats.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from alphahat._imports import loaded
+from alphahat.errors import SourceError
+from alphahat.sources.arrays import MappingSource, NpySource, NpzSource
+from alphahat.sources.base import FLOAT_DTYPES, TensorRef, WeightSource, natural_key
+from alphahat.sources.safetensors_files import (
+    INDEX_SUFFIX,
+    SafetensorsSource,
+    ShardedSafetensorsSource,
+)
+from alphahat.sources.torch_sources import ModuleSource, load_torch_file
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "SUPPORTED_SUFFIXES",
+    "TensorRef",
+    "WeightSource",
+    "open_source",
+]
+
+_TORCH_SUFFIXES = (".pt", ".bin", ".pth")
+SUPPORTED_SUFFIXES = (".safetensors", *_TORCH_SUFFIXES, ".npy", ".npz")
+
+
+def open_source(model: Any, *, unsafe_load: bool = False) -> WeightSource:
+    """The :class:`WeightSource` for a model object or a path.
+
+    Raises:
+        SourceError: the path does not exist, holds no weights, or has an unknown format.
+        MissingDependencyError: the format needs an extra that is not installed.
+    """
+    if isinstance(model, WeightSource):
+        return model
+    torch = loaded("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return ModuleSource(model)
+    if isinstance(model, Mapping):
+        return MappingSource(model)
+    if isinstance(model, str | os.PathLike):
+        return _open_path(Path(model), unsafe_load)
+    raise SourceError(
+        f"cannot analyse a {type(model).__name__}: pass a torch.nn.Module, a state_dict or "
+        f"{{name: array}} mapping, or a path to a {', '.join(SUPPORTED_SUFFIXES)} file or a "
+        "checkpoint folder"
+    )
+
+
+def _open_path(path: Path, unsafe_load: bool) -> WeightSource:
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return _open_folder(path, unsafe_load)
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return SafetensorsSource(path)
+    if suffix in _TORCH_SUFFIXES:
+        return load_torch_file(path, unsafe_load)
+    if suffix == ".npy":
+        return NpySource(path)
+    if suffix == ".npz":
+        return NpzSource(path)
+    if path.name.endswith(INDEX_SUFFIX):
+        return _open_folder(path.parent, unsafe_load, index=path)
+    raise SourceError(
+        f"{path}: unknown weight file format {suffix or '(no extension)'!r}; "
+        f"supported: {', '.join(SUPPORTED_SUFFIXES)}, or a checkpoint folder"
+    )
+
+
+def _open_folder(folder: Path, unsafe_load: bool, index: Path | None = None) -> WeightSource:
+    indexes = sorted(folder.glob(f"*{INDEX_SUFFIX}"))
+    if index is None and len(indexes) > 1:
+        names = ", ".join(p.name for p in indexes)
+        raise SourceError(f"{folder}: several shard indexes ({names}); pass the one to use")
+    index = index or (indexes[0] if indexes else None)
+    shards = sorted(folder.glob("*.safetensors"), key=lambda p: natural_key(p.name))
+    if index is not None or len(shards) > 1:
+        return ShardedSafetensorsSource(folder, index, shards)
+    if shards:
+        return SafetensorsSource(shards[0])
+    torch_files = sorted(
+        (p for s in _TORCH_SUFFIXES for p in folder.glob(f"*{s}")), key=lambda p: natural_key(p.name)
+    )
+    if len(torch_files) == 1:
+        return load_torch_file(torch_files[0], unsafe_load)
+    if len(torch_files) > 1:
+        return _ConcatenatedSource(folder, [load_torch_file(p, unsafe_load) for p in torch_files])
+    raise SourceError(
+        f"{folder}: no weights found (looked for *.safetensors, a *{INDEX_SUFFIX}, "
+        f"and {', '.join('*' + s for s in _TORCH_SUFFIXES)})"
+    )
+
+
+class _ConcatenatedSource(WeightSource):
+    """Several state-dict shards (``pytorch_model-00001-of-00002.bin`` …) read as one model."""
+
+    def __init__(self, folder: Path, parts: list[WeightSource]) -> None:
+        self.description = str(folder)
+        self.files = tuple(f for p in parts for f in p.files)
+        self._parts = parts
+
+    def tensors(self):  # type: ignore[no-untyped-def]
+        """Tensors of each shard in turn."""
+        for part in self._parts:
+            yield from part.tensors()
