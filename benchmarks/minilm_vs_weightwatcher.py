@@ -49,13 +49,22 @@ def main() -> None:
             timings[name].append(time.perf_counter() - start)
 
     ours = results["alphahat"].set_index("name")["alpha"]
-    ref = results["weightwatcher"].assign(name=lambda d: d["longname"] + ".weight").set_index("name")["alpha"]
+    ref = (
+        results["weightwatcher"]
+        .assign(name=lambda d: d["longname"] + ".weight")
+        .set_index("name")["alpha"]
+    )
     common = ours.index.intersection(ref.index)
     worst = float(np.max(np.abs(ours[common] - ref[common]) / np.abs(ref[common])))
-    t_ours, t_ref = statistics.median(timings["alphahat"]), statistics.median(timings["weightwatcher"])
+    t_ours, t_ref = (
+        statistics.median(timings["alphahat"]),
+        statistics.median(timings["weightwatcher"]),
+    )
     threads = os.environ.get("OMP_NUM_THREADS", "default")
-    print(f"MiniLM-L6 ({len(common)} layers, {path.stat().st_size / 1e6:.0f} MB), "
-          f"median of {args.repeat}, BLAS threads: {threads}")
+    print(
+        f"MiniLM-L6 ({len(common)} layers, {path.stat().st_size / 1e6:.0f} MB), "
+        f"median of {args.repeat}, BLAS threads: {threads}"
+    )
     print(f"  alphahat       {t_ours:7.3f} s")
     print(f"  weightwatcher  {t_ref:7.3f} s")
     print(f"  speed-up (weightwatcher / alphahat): {t_ref / t_ours:.2f}x")

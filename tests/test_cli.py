@@ -45,14 +45,18 @@ def test_analyze_csv_and_json_files_agree_with_api(
     np.testing.assert_allclose(table["alpha"], minilm_report.details["alpha"], rtol=1e-15)
     data = json.loads(json_path.read_text())
     assert len(data["layers"]) == 39 and len(data["tensors"]) == 104
-    assert data["summary"]["alpha"] == pytest.approx(minilm_report.summary().means["alpha"], rel=1e-15)
+    assert data["summary"]["alpha"] == pytest.approx(
+        minilm_report.summary().means["alpha"], rel=1e-15
+    )
     assert {t["status"] for t in data["tensors"]} == {"analysed", "skipped"}
     # no temporary files are left beside the outputs (atomic writes)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.json"]
 
 
 def test_csv_to_stdout_has_no_progress_noise(minilm_path: Path) -> None:
-    result = runner.invoke(app, ["analyze", str(minilm_path), "--format", "csv", "--layers", "linear", "-q"])
+    result = runner.invoke(
+        app, ["analyze", str(minilm_path), "--format", "csv", "--layers", "linear", "-q"]
+    )
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("layer_id,name,kind")
@@ -63,7 +67,17 @@ def test_csv_to_stdout_has_no_progress_noise(minilm_path: Path) -> None:
 def test_layers_filter_and_combination(minilm_path: Path) -> None:
     result = runner.invoke(
         app,
-        ["analyze", str(minilm_path), "-f", "json", "-q", "-l", "encoder.layer.0.*", "-l", "linear"],
+        [
+            "analyze",
+            str(minilm_path),
+            "-f",
+            "json",
+            "-q",
+            "-l",
+            "encoder.layer.0.*",
+            "-l",
+            "linear",
+        ],
     )
     assert result.exit_code == 0, result.output
     names = [row["name"] for row in json.loads(result.stdout)["layers"]]
@@ -71,7 +85,9 @@ def test_layers_filter_and_combination(minilm_path: Path) -> None:
 
 
 def test_exclude_embeddings_changes_the_summary_count(minilm_path: Path) -> None:
-    result = runner.invoke(app, ["analyze", str(minilm_path), "-f", "json", "-q", "--exclude-embeddings"])
+    result = runner.invoke(
+        app, ["analyze", str(minilm_path), "-f", "json", "-q", "--exclude-embeddings"]
+    )
     summary = json.loads(result.stdout)["summary"]
     assert summary["num_layers"] == 37 and summary["include_embeddings"] is False
 
@@ -91,7 +107,10 @@ def test_describe_lists_every_tensor(minilm_path: Path) -> None:
     ("args", "message"),
     [
         (["analyze", "/no/such/model.safetensors"], "no such file"),
-        (["analyze", str(Path(__file__).resolve().parents[1] / "pyproject.toml")], "unknown weight file format"),
+        (
+            ["analyze", str(Path(__file__).resolve().parents[1] / "pyproject.toml")],
+            "unknown weight file format",
+        ),
         (["describe", "/no/such/dir"], "no such file"),
         (["analyze", "--min-evals", "-3", "x.safetensors"], ""),
         (["analyze", "--format", "xml", "x.safetensors"], ""),

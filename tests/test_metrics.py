@@ -9,8 +9,8 @@ import pytest
 
 from alphahat.fit import fit_power_law
 from alphahat.metrics import (
-    log_alpha_norm,
     layer_metrics,
+    log_alpha_norm,
     matrix_entropy,
     norm_metrics,
     summarize,

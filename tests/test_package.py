@@ -1,4 +1,4 @@
-"""Packaging and import hygiene: importable without torch, no global side effects, a wheel that works."""
+"""Packaging and import hygiene: no torch needed, no side effects at import, a working wheel."""
 
 from __future__ import annotations
 

@@ -66,7 +66,14 @@ def test_minilm_state_dict_parity(minilm_path: Path, minilm_report: alphahat.Rep
     assert_parity(reference, minilm_report.details)
     summary = ww.WeightWatcher().get_summary(reference)
     ours = minilm_report.summary().means
-    for metric in ("alpha", "alpha_weighted", "log_norm", "log_spectral_norm", "log_alpha_norm", "stable_rank"):
+    for metric in (
+        "alpha",
+        "alpha_weighted",
+        "log_norm",
+        "log_spectral_norm",
+        "log_alpha_norm",
+        "stable_rank",
+    ):
         assert ours[metric] == pytest.approx(summary[metric], rel=RTOL), metric
 
 
@@ -85,7 +92,9 @@ def test_minilm_module_parity(minilm_dir: Path, minilm_report: alphahat.Report) 
     # the same weights through the module and through the file give the same numbers
     by_file = minilm_report.details.set_index("name").loc[ours["name"]]
     np.testing.assert_allclose(ours["alpha"].to_numpy(), by_file["alpha"].to_numpy(), rtol=1e-12)
-    assert (ours.set_index("name")["kind"].loc[["embeddings.word_embeddings.weight"]] == "embedding").all()
+    assert (
+        ours.set_index("name")["kind"].loc[["embeddings.word_embeddings.weight"]] == "embedding"
+    ).all()
 
 
 class SmallConvNet(torch.nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -30,7 +30,7 @@ app = typer.Typer(
 EXIT_OK, EXIT_NO_LAYERS, EXIT_USAGE = 0, 1, 2
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     """Output formats."""
 
     table = "table"
@@ -38,7 +38,7 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
-class ConvScaleOption(str, Enum):
+class ConvScaleOption(StrEnum):
     """Conv slice scale conventions."""
 
     reference = "reference"
@@ -115,7 +115,9 @@ ModelArg = Annotated[
 ]
 FormatOpt = Annotated[
     OutputFormat | None,
-    typer.Option("--format", "-f", help="table (default), csv or json; -o FILE.csv/.json implies it."),
+    typer.Option(
+        "--format", "-f", help="table (default), csv or json; -o FILE.csv/.json implies it."
+    ),
 ]
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write the data to FILE (atomically).")
@@ -146,7 +148,7 @@ UnsafeOpt = Annotated[
     bool,
     typer.Option(
         "--unsafe-load",
-        help="Allow a full unpickle of .pt/.bin files (runs code from the file: trusted files only).",
+        help="Allow a full unpickle of .pt/.bin files (runs code from the file; trusted only).",
     ),
 ]
 
@@ -179,7 +181,7 @@ def analyze(
             layers=_layer_specs(layers),
             min_evals=min_evals,
             max_evals=max_evals,
-            conv_scale=conv_scale.value,  # type: ignore[arg-type]
+            conv_scale=conv_scale.value,
             include_embeddings=not exclude_embeddings,
             unsafe_load=unsafe_load,
             progress=not quiet,
@@ -205,8 +207,10 @@ def analyze(
         for name, reason in zip(failed["name"], failed["reason"], strict=True):
             _note(f"layer {name} failed: {reason}")
     if summary.model.num_layers == 0:
-        _fail("no layer could be analysed (see the reasons above, or run 'alphahat describe')",
-              EXIT_NO_LAYERS)
+        _fail(
+            "no layer could be analysed (see the reasons above, or run 'alphahat describe')",
+            EXIT_NO_LAYERS,
+        )
 
 
 @app.command()
@@ -260,7 +264,9 @@ def _version_callback(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version."),
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
     ] = False,
 ) -> None:
     """How well is a neural network trained? Ask its weights."""

@@ -242,7 +242,9 @@ def _fit_reference_small_n(data: FloatArray, chunk_elements: int) -> PowerLawFit
     alphas = np.full(n - 1, np.nan)
     alphas[admissible] = 1.0 + (n_tail[admissible] - 1.0) / log_sums[admissible]
     Ds = np.full(n - 1, np.nan)
-    Ds[admissible] = _ks_distances(log_x, candidates[admissible], alphas[admissible], chunk_elements)
+    Ds[admissible] = _ks_distances(
+        log_x, candidates[admissible], alphas[admissible], chunk_elements
+    )
     return _select(data, candidates, alphas, Ds, n_tail)
 
 

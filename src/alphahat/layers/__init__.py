@@ -37,7 +37,9 @@ def infer_kind(ref: TensorRef) -> str | None:
     """Layer kind of a tensor with ≥ 2 dims: from its module when known, else name and shape."""
     if ref.ndim < 2:
         return None
-    if ref.module_kind is not None and (ref.ndim == 2) == (ref.module_kind in ("linear", "embedding")):
+    if ref.module_kind is not None and (ref.ndim == 2) == (
+        ref.module_kind in ("linear", "embedding")
+    ):
         return ref.module_kind
     if ref.ndim == 2:
         lowered = ref.name.lower()
@@ -145,7 +147,10 @@ def _dtype_reason(dtype: str) -> str | None:
     if dtype == "bool":
         return "boolean tensor (a mask), not weights"
     if dtype.startswith(("int", "uint")):
-        return f"integer tensor ({dtype}): indices, counts or packed quantized weights, not a float matrix"
+        return (
+            f"integer tensor ({dtype}): indices, counts or packed quantized weights, "
+            "not a float matrix"
+        )
     if dtype.startswith("float8"):
         return f"{dtype} tensor: float8 weights are not supported yet"
     return f"unsupported dtype {dtype}"
@@ -174,10 +179,14 @@ def plan_tensors(
             continue
         kind = infer_kind(ref)
         if kind is None:
-            yield TensorPlan(ref, layer_id, None, "skipped", f"{ref.ndim}-D tensor: unsupported rank")
+            yield TensorPlan(
+                ref, layer_id, None, "skipped", f"{ref.ndim}-D tensor: unsupported rank"
+            )
             continue
         N, M, count = _matrix_shape(ref.shape)
-        scale = REFERENCE_CONV_SCALE if conv_scale == "reference" and kind.startswith("conv") else 1.0
+        scale = (
+            REFERENCE_CONV_SCALE if conv_scale == "reference" and kind.startswith("conv") else 1.0
+        )
         plan = TensorPlan(ref, layer_id, kind, "analyse", "", N, M, count, scale)
         reason = _dtype_reason(ref.dtype)
         if reason is None and M == 0:
@@ -193,7 +202,9 @@ def plan_tensors(
         yield plan
 
 
-def layer_matrices(values: npt.NDArray[np.generic], plan: TensorPlan) -> list[npt.NDArray[np.generic]]:
+def layer_matrices(
+    values: npt.NDArray[np.generic], plan: TensorPlan
+) -> list[npt.NDArray[np.generic]]:
     """The N × M matrices of a tensor (views where possible), one per kernel position."""
     if values.shape != plan.ref.shape:
         raise ValueError(

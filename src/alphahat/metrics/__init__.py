@@ -170,7 +170,8 @@ def summarize(
     """Mean of :data:`SUMMARY_METRICS` over fitted layers (see :class:`ModelSummary`)."""
     rows = list(rows)
     used = [
-        r for r in rows
+        r
+        for r in rows
         if r.get("status") == "fitted" and (include_embeddings or r.get("kind") != "embedding")
     ]
     means = {}

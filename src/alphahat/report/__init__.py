@@ -54,7 +54,9 @@ _LABELS = {
 }
 
 
-def coverage_frame(plans: Sequence[TensorPlan], failures: Mapping[str, str] | None = None) -> pd.DataFrame:
+def coverage_frame(
+    plans: Sequence[TensorPlan], failures: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """One row per tensor: what was (or would be) done with it and why."""
     failures = failures or {}
     rows = []
@@ -143,7 +145,8 @@ class Summary:
         return (
             f"averaged over {m.num_layers} {which}; {m.num_analysed} analysed, "
             f"{m.num_failed} failed, {m.num_skipped} tensors skipped; "
-            f"{m.num_under_trained} under-trained (α > 6), {m.num_over_trained} over-trained (α < 2)"
+            f"{m.num_under_trained} under-trained (α > 6), "
+            f"{m.num_over_trained} over-trained (α < 2)"
         )
 
     def to_text(self) -> str:
@@ -192,6 +195,7 @@ def _json_value(value: Any) -> Any:
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a frame as JSON-able dicts (NaN and <NA> → None, numpy scalars → Python)."""
     return [
         {col: _json_value(val) for col, val in zip(frame.columns, row, strict=True)}
         for row in frame.itertuples(index=False, name=None)

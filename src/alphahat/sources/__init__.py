@@ -92,7 +92,8 @@ def _open_folder(folder: Path, unsafe_load: bool, index: Path | None = None) -> 
     if shards:
         return SafetensorsSource(shards[0])
     torch_files = sorted(
-        (p for s in _TORCH_SUFFIXES for p in folder.glob(f"*{s}")), key=lambda p: natural_key(p.name)
+        (p for s in _TORCH_SUFFIXES for p in folder.glob(f"*{s}")),
+        key=lambda p: natural_key(p.name),
     )
     if len(torch_files) == 1:
         return load_torch_file(torch_files[0], unsafe_load)

@@ -1,4 +1,4 @@
-"""In-memory mappings of arrays or tensors, and NumPy ``.npy`` / ``.npz`` files (never unpickled)."""
+"""In-memory mappings of arrays or tensors, and NumPy ``.npy``/``.npz`` files (never unpickled)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def ref_from_value(name: str, value: Any, origin: str, module_kind: str | None =
     array = np.asarray(value) if isinstance(value, np.ndarray | np.generic) else None
     if array is None:
         problem = f"not a tensor ({type(value).__name__})"
-        return TensorRef(name, (), type(value).__name__, _raiser(name, problem), None, origin, problem)
+        return TensorRef(
+            name, (), type(value).__name__, _raiser(name, problem), None, origin, problem
+        )
     return TensorRef(name, array.shape, array.dtype.name, lambda: array, module_kind, origin)
 
 
@@ -110,7 +112,9 @@ class NpySource(WeightSource):
             raise SourceError(f"{path}: cannot read .npy without unpickling ({exc})") from exc
         except OSError as exc:
             raise SourceError(f"{path}: not a valid .npy file ({exc})") from exc
-        self._ref = TensorRef(path.stem, array.shape, array.dtype.name, lambda: array, None, str(path))
+        self._ref = TensorRef(
+            path.stem, array.shape, array.dtype.name, lambda: array, None, str(path)
+        )
 
     def tensors(self) -> Iterator[TensorRef]:
         """The one array."""
@@ -144,7 +148,9 @@ class NpzSource(WeightSource):
                 shape, _, dtype = read_header(member)
         except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
             problem = f"unreadable member ({exc})"
-            return TensorRef(name, (), "unknown", _raiser(name, problem), None, str(self.path), problem)
+            return TensorRef(
+                name, (), "unknown", _raiser(name, problem), None, str(self.path), problem
+            )
 
         def load() -> npt.NDArray[np.generic]:
             try:

@@ -96,12 +96,18 @@ def _check_entry(name: str, entry: Any, data_size: int) -> tuple[str, tuple[int,
     if not 0 <= begin <= end:
         return code, dims, 0, f"invalid data_offsets {offsets!r} in header"
     if end - begin != nbytes:
-        return code, dims, 0, (
-            f"header says {end - begin} bytes but shape {list(dims)} of {code} needs {nbytes}"
+        return (
+            code,
+            dims,
+            0,
+            (f"header says {end - begin} bytes but shape {list(dims)} of {code} needs {nbytes}"),
         )
     if end > data_size:
-        return code, dims, 0, (
-            f"data truncated: tensor needs bytes up to {end} but the file holds {data_size}"
+        return (
+            code,
+            dims,
+            0,
+            (f"data truncated: tensor needs bytes up to {end} but the file holds {data_size}"),
         )
     return code, dims, begin, ""
 
