@@ -21,7 +21,8 @@ the bias-corrected exponent α̂ᵢ = 1 + (nᵢ − 1) / Σ ln(xⱼ / xᵢ), onl
 code also computes an objective Dᵢ − 0.868/√nᵢ, but its caller then re-selects by minimum D,
 which is what it reports; we reproduce what it reports.) Where that tool returns ±∞, −1 or a
 made-up α for a degenerate sample, this function returns NaN fields and a non-``fitted``
-status instead.
+status instead; and in the whole-sample fallback it reports σ = (α − 1)/√n where that tool
+reports −1/√n (it fills σ before α).
 """
 
 from __future__ import annotations
@@ -103,10 +104,15 @@ class PowerLawFit:
         return self.status is FitStatus.FITTED
 
 
-def _failed(status: FitStatus, reason: str, x: FloatArray, convention: str) -> PowerLawFit:
-    xmax = float(x[-1]) if x.size and np.isfinite(x[-1]) else float("nan")
+def _failed(
+    status: FitStatus, reason: str, x: FloatArray, convention: str, n: int | None = None
+) -> PowerLawFit:
+    """A non-fitted result: NaN parameters; ``xmax`` only when every value is valid."""
+    valid = status is not FitStatus.INVALID_VALUES and x.size > 0
+    xmax = float(x[-1]) if valid else float("nan")
     nan = float("nan")
-    return PowerLawFit(nan, nan, xmax, nan, nan, 0, int(x.size), status, reason, convention)
+    size = int(x.size) if n is None else n
+    return PowerLawFit(nan, nan, xmax, nan, nan, 0, size, status, reason, convention)
 
 
 def _readonly(a: FloatArray) -> FloatArray:
@@ -183,6 +189,7 @@ def fit_power_law(
             f"{int(bad.sum())} of {data.size} values are not finite and positive",
             data[~bad],
             convention,
+            n=int(data.size),
         )
     if data.size < MIN_POINTS:
         return _failed(
@@ -213,7 +220,9 @@ def _fit_reference(data: FloatArray, chunk_elements: int) -> PowerLawFit:
     n_tail = (n - candidates).astype(np.float64)
     log_sums = _tail_log_sums(log_x)[:-1]
     alphas = np.full(n - 1, np.nan)
-    admissible = log_sums > 0  # a tail of identical values has no exponent
+    # A tail of identical values (x_i = x_max) has no exponent; test it exactly, not through
+    # the rounded log-sum, which can come out a hair above 0.
+    admissible = (data[:-1] < data[-1]) & (log_sums > 0)
     alphas[admissible] = 1.0 + n_tail[admissible] / log_sums[admissible]
     Ds = np.full(n - 1, np.nan)
     idx = candidates[admissible]
@@ -228,8 +237,10 @@ def _fit_reference_small_n(data: FloatArray, chunk_elements: int) -> PowerLawFit
     candidates = np.arange(n - 1)
     n_tail = (n - candidates).astype(np.float64)
     log_sums = _tail_log_sums(log_x)[:-1]
-    admissible = (n_tail >= REFERENCE_SMALL_N_MIN_TAIL) & (
-        log_sums > REFERENCE_SMALL_N_DEGENERATE_LOG_SUM
+    admissible = (
+        (n_tail >= REFERENCE_SMALL_N_MIN_TAIL)
+        & (data[:-1] < data[-1])
+        & (log_sums > REFERENCE_SMALL_N_DEGENERATE_LOG_SUM)
     )
     if not admissible.any():
         # The reference tool falls back to the whole sample as the tail.
