@@ -26,7 +26,7 @@ from alphahat.layers import (
     plan_tensors,
 )
 from alphahat.metrics import NAN, layer_metrics
-from alphahat.report import Report, build_provenance
+from alphahat.report import Report, build_provenance, coverage_frame
 from alphahat.sources import WeightSource, open_source
 from alphahat.spectrum import layer_spectrum
 
@@ -116,12 +116,23 @@ def _analyse_layer(plan: TensorPlan, options: AnalysisOptions) -> tuple[dict[str
 
 
 def _failed_row(reason: str) -> dict[str, Any]:
-    metrics = layer_metrics(np.empty(0), 1, fit_power_law([]))
-    metrics.update(
-        {k: NAN for k in ("norm", "lambda_max", "log_norm", "log_spectral_norm", "stable_rank")}
-    )
+    """Metric columns of a layer that failed before it had a spectrum: all missing."""
+    metrics: dict[str, Any] = layer_metrics(np.empty(0), 1, fit_power_law([]))
+    metrics.update({"num_pl_spikes": None, "matrix_rank": None})
     metrics.update({"status": "failed", "reason": reason})
     return metrics
+
+
+def _plan(source: WeightSource, options: AnalysisOptions) -> list[TensorPlan]:
+    return list(
+        plan_tensors(
+            source.tensors(),
+            layer_filter=options.layers,
+            min_evals=options.min_evals,
+            max_evals=options.max_evals,
+            conv_scale=options.conv_scale,
+        )
+    )
 
 
 def _base_row(plan: TensorPlan) -> dict[str, Any]:
@@ -178,15 +189,7 @@ def run_analysis(
     progress: bool | ProgressCallback = False,
 ) -> Report:
     """Analyse every planned layer of an open source (see :func:`analyze`)."""
-    plans = list(
-        plan_tensors(
-            source.tensors(),
-            layer_filter=options.layers,
-            min_evals=options.min_evals,
-            max_evals=options.max_evals,
-            conv_scale=options.conv_scale,
-        )
-    )
+    plans = _plan(source, options)
     todo = [p for p in plans if p.status != "skipped"]
     rows: list[dict[str, Any]] = []
     eigenvalues: dict[str, Any] = {}
@@ -282,16 +285,7 @@ def describe(
     """
     options = make_options(layers, min_evals=min_evals, max_evals=max_evals, conv_scale=conv_scale)
     with open_source(model, unsafe_load=unsafe_load) as source:
-        plans = plan_tensors(
-            source.tensors(),
-            layer_filter=options.layers,
-            min_evals=options.min_evals,
-            max_evals=options.max_evals,
-            conv_scale=options.conv_scale,
-        )
-        from alphahat.report import coverage_frame
-
-        return coverage_frame(list(plans))
+        return coverage_frame(_plan(source, options))
 
 
 __all__ = ["AnalysisOptions", "analyze", "describe", "make_options", "run_analysis"]
