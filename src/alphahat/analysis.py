@@ -210,6 +210,8 @@ def run_analysis(
                         eigenvalues[plan.ref.name] = evals
                 except (AlphahatError, ValueError, ArithmeticError, MemoryError, OSError) as exc:
                     row.update(_failed_row(str(exc) or type(exc).__name__))
+                except Exception as exc:  # one layer never loses the others' results
+                    row.update(_failed_row(f"internal error: {type(exc).__name__}: {exc}"))
             rows.append(row)
         if report_progress is not None:
             report_progress(len(todo), len(todo), "")

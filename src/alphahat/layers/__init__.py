@@ -168,6 +168,9 @@ def plan_tensors(
     layer_filter = layer_filter or LayerFilter()
     next_id = 0
     for ref in refs:
+        if ref.skip_reason is not None:
+            yield TensorPlan(ref, None, infer_kind(ref), "skipped", ref.skip_reason)
+            continue
         if ref.ndim < 2 and ref.problem is None:
             what = "scalar" if ref.ndim == 0 else "1-D tensor (bias, norm or scale vector)"
             yield TensorPlan(ref, None, None, "skipped", f"{what}; not a matrix")

@@ -3,7 +3,8 @@
 All logs are log₁₀ except the entropy (natural log, normalised by ln rank). With λᵢ the
 pooled eigenvalues of a layer (W as stored, not divided by N):
 
-* ``norm`` = Σλ = ‖W‖²_F;  ``log_norm`` = log₁₀ Σλ
+* ``norm`` = Σλ = ‖W‖²_F (NaN if it overflows float64);  ``log_norm`` = log₁₀ Σλ (computed
+  as a log-sum-exp, finite even then)
 * ``lambda_max`` = max λ = ‖W‖²₂;  ``log_spectral_norm`` = log₁₀ λ_max
 * ``alpha_weighted`` = α · log₁₀ λ_max  (α̂, the weighted alpha)
 * ``log_alpha_norm`` = log₁₀ Σ λᵢ^α  (log α-Shatten norm, computed as a log-sum-exp)
@@ -60,20 +61,32 @@ def norm_metrics(eigenvalues: FloatArray, N: int) -> NormMetrics:
     evals = np.asarray(eigenvalues, dtype=np.float64)
     if evals.size == 0:
         return NormMetrics(NAN, NAN, NAN, NAN, NAN, 0, NAN)
-    total = float(evals.sum())
     lambda_max = float(evals.max())
     svals = np.sqrt(np.clip(evals, 0.0, None))
     tol = float(svals.max()) * N * np.finfo(np.float64).eps
     rank = int(np.count_nonzero(svals > tol))
+    log_total = _ln_sum(evals)  # ln Σλ, finite even where Σλ overflows float64
+    if not math.isfinite(log_total):
+        return NormMetrics(NAN, lambda_max, NAN, _log10(lambda_max), NAN, rank, NAN)
+    with np.errstate(over="ignore"):
+        total = float(evals.sum())
     return NormMetrics(
-        norm=total,
+        norm=total if math.isfinite(total) else NAN,
         lambda_max=lambda_max,
-        log_norm=_log10(total),
+        log_norm=log_total / _LN10,
         log_spectral_norm=_log10(lambda_max),
-        stable_rank=total / lambda_max if lambda_max > 0 else NAN,
+        stable_rank=math.exp(log_total - math.log(lambda_max)),
         matrix_rank=rank,
         entropy=matrix_entropy(evals, rank),
     )
+
+
+def _ln_sum(eigenvalues: FloatArray) -> float:
+    """Natural log of Σλ over positive λ, as a log-sum-exp (−inf when there is none)."""
+    positive = eigenvalues[eigenvalues > 0]
+    if positive.size == 0:
+        return -math.inf
+    return float(logsumexp(np.log(positive)))
 
 
 def matrix_entropy(eigenvalues: FloatArray, rank: int) -> float:
@@ -83,8 +96,8 @@ def matrix_entropy(eigenvalues: FloatArray, rank: int) -> float:
         return NAN
     if rank <= 1:
         return 0.0
-    p = positive / positive.sum()
-    return float(-(p * np.log(p)).sum() / math.log(rank))
+    log_p = np.log(positive) - logsumexp(np.log(positive))  # no overflow of Σλ
+    return float(-(np.exp(log_p) * log_p).sum() / math.log(rank))
 
 
 def log_alpha_norm(eigenvalues: FloatArray, alpha: float) -> float:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,9 @@ def ref_from_value(name: str, value: Any, origin: str, module_kind: str | None =
         )
     array = np.asarray(value) if isinstance(value, np.ndarray | np.generic) else None
     if array is None:
-        problem = f"not a tensor ({type(value).__name__})"
+        reason = f"not a tensor ({type(value).__name__})"
         return TensorRef(
-            name, (), type(value).__name__, _raiser(name, problem), None, origin, problem
+            name, (), type(value).__name__, _raiser(name, reason), None, origin, skip_reason=reason
         )
     return TensorRef(name, array.shape, array.dtype.name, lambda: array, module_kind, origin)
 
@@ -64,6 +66,32 @@ def _raiser(name: str, reason: str) -> Loader:
         raise SourceError(f"{name}: {reason}")
 
     return load
+
+
+def _storage_key(value: Any) -> tuple[object, ...] | None:
+    """Identity of a tensor's memory (same buffer, shape, strides and dtype), or None."""
+    if is_torch_tensor(value):
+        if value.numel() == 0:
+            return None
+        return ("torch", value.data_ptr(), tuple(value.shape), tuple(value.stride()), value.dtype)
+    if isinstance(value, np.ndarray) and value.size:
+        address = value.__array_interface__["data"][0]
+        return ("numpy", address, value.shape, value.strides, value.dtype)
+    return None
+
+
+def mark_tied(pairs: Iterable[tuple[TensorRef, Any]]) -> list[TensorRef]:
+    """Refs in order; a tensor sharing its memory with an earlier one is marked as tied to it."""
+    seen: dict[tuple[object, ...], str] = {}
+    refs: list[TensorRef] = []
+    for ref, value in pairs:
+        key = _storage_key(value)
+        if key is not None and key in seen:
+            ref = replace(ref, skip_reason=f"tied to {seen[key]} (the same weights, analysed once)")
+        elif key is not None:
+            seen[key] = ref.name
+        refs.append(ref)
+    return refs
 
 
 def flatten_mapping(mapping: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -90,10 +118,10 @@ class MappingSource(WeightSource):
 
     def __init__(self, mapping: Mapping[Any, Any], description: str = "state_dict") -> None:
         self.description = description
-        self._refs = [
-            ref_from_value(name, value, description)
+        self._refs = mark_tied(
+            (ref_from_value(name, value, description), value)
             for name, value in flatten_mapping(unwrap_checkpoint(mapping))
-        ]
+        )
 
     def tensors(self) -> Iterator[TensorRef]:
         """Tensors in insertion order."""
@@ -109,9 +137,13 @@ class NpySource(WeightSource):
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
-            raise SourceError(f"{path}: cannot read .npy without unpickling ({exc})") from exc
-        except OSError as exc:
+            if "allow_pickle" in str(exc):
+                raise SourceError(
+                    f"{path}: holds Python objects, which would need unpickling; refused"
+                ) from exc
             raise SourceError(f"{path}: not a valid .npy file ({exc})") from exc
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"{path}: not a valid .npy file ({exc or 'empty'})") from exc
         self._ref = TensorRef(
             path.stem, array.shape, array.dtype.name, lambda: array, None, str(path)
         )
@@ -130,7 +162,7 @@ class NpzSource(WeightSource):
         self.path = path
         try:
             self._archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise SourceError(f"{path}: not a valid .npz file ({exc})") from exc
         if not hasattr(self._archive, "files"):
             raise SourceError(f"{path}: not an .npz archive")
@@ -146,8 +178,8 @@ class NpzSource(WeightSource):
                     else np.lib.format.read_array_header_2_0
                 )
                 shape, _, dtype = read_header(member)
-        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-            problem = f"unreadable member ({exc})"
+        except (KeyError, ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+            problem = f"unreadable member ({exc or type(exc).__name__})"
             return TensorRef(
                 name, (), "unknown", _raiser(name, problem), None, str(self.path), problem
             )
@@ -155,8 +187,12 @@ class NpzSource(WeightSource):
         def load() -> npt.NDArray[np.generic]:
             try:
                 value: npt.NDArray[np.generic] = self._archive[name]
-            except (ValueError, OSError, zipfile.BadZipFile) as exc:
-                raise SourceError(f"{self.path}: member {name!r}: {exc}") from exc
+            except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+                if "allow_pickle" in str(exc):
+                    reason = "holds Python objects, which would need unpickling; refused"
+                else:
+                    reason = str(exc) or type(exc).__name__
+                raise SourceError(f"{self.path}: member {name!r}: {reason}") from exc
             return value
 
         return TensorRef(name, tuple(shape), np.dtype(dtype).name, load, None, str(self.path))

@@ -27,6 +27,8 @@ class TensorRef:
             (``linear``, ``conv2d``, ``embedding``, …), or None when only the tensor is known.
         origin: where it comes from (a file path, or a description of an in-memory object).
         problem: set when the metadata already shows the tensor cannot be read (the reason).
+        skip_reason: set when the entry is not to be analysed (not a tensor, or tied to an
+            earlier tensor); it is listed with this reason and gets no layer id.
     """
 
     name: str
@@ -36,6 +38,7 @@ class TensorRef:
     module_kind: str | None = None
     origin: str = ""
     problem: str | None = None
+    skip_reason: str | None = None
 
     @property
     def ndim(self) -> int:

@@ -228,7 +228,11 @@ class ShardedSafetensorsSource(WeightSource):
                 reason = f"shard {shard!r} listed in {index.name} is missing"
                 refs.extend(_missing_ref(n, str(path), reason) for n in names)
                 continue
-            in_file = {r.name: r for r in read_safetensors_header(path)}
+            try:
+                in_file = {r.name: r for r in read_safetensors_header(path)}
+            except SourceError as exc:
+                refs.extend(_missing_ref(n, str(path), str(exc)) for n in names)
+                continue
             files.append(path)
             for n in names:
                 if n in in_file:

@@ -101,7 +101,9 @@ def _first_line(exc: BaseException) -> str:
 
 def _load_error(path: Path, exc: BaseException, unsafe_load: bool) -> SourceError:
     text = str(exc)
-    if not unsafe_load and ("weights_only" in text or "Unsupported global" in text):
+    # torch wraps every unpickling error of a weights_only load; only a forbidden global
+    # means the file needs a full (code-running) unpickle — anything else is a corrupt file.
+    if not unsafe_load and ("Unsupported global" in text or "not an allowed global" in text):
         return SourceError(
             f"{path}: refused: loading it needs a full unpickle, which can run arbitrary code. "
             "If you trust this file, pass --unsafe-load (Python: unsafe_load=True)."
