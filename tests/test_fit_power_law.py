@@ -695,7 +695,7 @@ def test_any_input_gives_fitted_finite_or_nan_status(x: list[float]) -> None:
 
 def test_invalid_convention_raises() -> None:
     with pytest.raises(ValueError, match="convention"):
-        fit_power_law([1.0, 2.0, 3.0], convention="clauset")  # type: ignore[arg-type]
+        fit_power_law([1.0, 2.0, 3.0], convention="plfit")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("chunk_elements", [0, -1])

@@ -1,4 +1,4 @@
-"""Continuous power-law fit of a distribution tail (Clauset, Shalizi & Newman 2009, §3).
+"""Power-law fit of a distribution tail (Clauset, Shalizi & Newman 2009, §3).
 
 For a sorted positive sample x₁ ≤ … ≤ xₙ and a candidate lower cut-off x_min = xᵢ, the tail
 is T = {xⱼ : j ≥ i} with nᵢ = n − i points, and
@@ -23,21 +23,46 @@ which is what it reports; we reproduce what it reports.) Where that tool returns
 made-up α for a degenerate sample, this function returns NaN fields and a non-``fitted``
 status instead; and in the whole-sample fallback it reports σ = (α − 1)/√n where that tool
 reports −1/√n (it fills σ before α).
+
+Two more conventions reproduce two other tools (details and formulas in
+:mod:`alphahat.fit._conventions`); both take the distinct values as x_min candidates:
+
+* ``"clauset"`` — Clauset's ``plfit.m`` / the plfit C library (ntamas/plfit) in exhaustive
+  mode. Continuous: every distinct value but the largest, α̂ = 1 + n/Σ ln(x/x_min), D over
+  every sorted tail point (duplicates included) against k/n, k = 0 … n − 1. Discrete
+  (``discrete=True``): the exact discrete MLE (:mod:`alphahat.fit._discrete`), D over the
+  distinct tail values of |P̂(X < u) − P(X < u)|, P(X < u) = 1 − ζ(α, u)/ζ(α, x_min), and
+  plfit's discrete candidate rule (the two largest distinct values are never candidates).
+  σ is (α − 1)/√n_tail for continuous fits and the Fisher-information form
+  1/√(n_tail ∂²ln ζ/∂α²) (Clauset et al. eq. 3.6) for discrete ones.
+* ``"powerlaw"`` — the ``powerlaw`` package 2.0.0 with ``parameter_ranges={'alpha': [1, 10]}``
+  (its default range [0, 3] silently rejects steeper tails): the two largest distinct values
+  are never candidates; α is the closed form when it lies in (1.5, 3] (for discrete data the
+  approximation 1 + n/Σ ln(x/(x_min − ½)) when x_min ≥ 10), else the stopping point of that
+  package's SciPy Nelder–Mead run (replicated iterate by iterate); D compares the left limits
+  P(X < u) of the model and of the renormalised empirical CDF at the distinct tail values.
+  σ is that package's (α − 1)/√n_tail, for discrete fits too.
+
+``finite_size=True`` reports α = 1 + (n_tail − 1)/Σ ln(x/x_min) for the selected tail
+(continuous fits); ``min_tail`` drops candidates with fewer tail points.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from alphahat.fit._conventions import clauset_fits, powerlaw_fits
+from alphahat.fit._discrete import discrete_sigma
+
 FloatArray = npt.NDArray[np.float64]
 
-Convention = Literal["reference"]
-CONVENTIONS: tuple[str, ...] = ("reference",)
+Convention = Literal["reference", "clauset", "powerlaw"]
+CONVENTIONS: tuple[str, ...] = ("reference", "clauset", "powerlaw")
 
 #: Below this many points the reference tool uses its small-sample rule.
 REFERENCE_SMALL_N = 20
@@ -80,6 +105,7 @@ class PowerLawFit:
         status: :class:`FitStatus` of the fit.
         reason: why the fit is not ``fitted`` (empty when it is).
         convention: the candidate/CDF convention used.
+        discrete: whether the discrete power law p(x) = x^(−α)/ζ(α, x_min) was fitted.
         xmins, alphas, Ds: per-candidate x_min, α and D (for diagnostics plots); NaN where a
             candidate was not admissible.
     """
@@ -94,6 +120,7 @@ class PowerLawFit:
     status: FitStatus
     reason: str = ""
     convention: str = "reference"
+    discrete: bool = False
     xmins: FloatArray = field(default_factory=_empty, repr=False, compare=False)
     alphas: FloatArray = field(default_factory=_empty, repr=False, compare=False)
     Ds: FloatArray = field(default_factory=_empty, repr=False, compare=False)
@@ -105,14 +132,19 @@ class PowerLawFit:
 
 
 def _failed(
-    status: FitStatus, reason: str, x: FloatArray, convention: str, n: int | None = None
+    status: FitStatus,
+    reason: str,
+    x: FloatArray,
+    convention: str,
+    n: int | None = None,
+    discrete: bool = False,
 ) -> PowerLawFit:
     """A non-fitted result: NaN parameters; ``xmax`` only when every value is valid."""
     valid = status is not FitStatus.INVALID_VALUES and x.size > 0
     xmax = float(x[-1]) if valid else float("nan")
     nan = float("nan")
     size = int(x.size) if n is None else n
-    return PowerLawFit(nan, nan, xmax, nan, nan, 0, size, status, reason, convention)
+    return PowerLawFit(nan, nan, xmax, nan, nan, 0, size, status, reason, convention, discrete)
 
 
 def _readonly(a: FloatArray) -> FloatArray:
@@ -158,26 +190,63 @@ def _ks_distances(
 def fit_power_law(
     x: npt.ArrayLike,
     *,
+    discrete: bool = False,
     convention: Convention = "reference",
+    finite_size: bool = False,
+    min_tail: int | None = None,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> PowerLawFit:
-    """Fit a continuous power law ρ(x) ∝ x^(−α), x ≥ x_min, to the tail of a sample.
+    """Fit a power law ρ(x) ∝ x^(−α), x ≥ x_min, to the tail of a sample.
 
     Args:
-        x: 1-D sample of positive finite values (any order; it is sorted here).
-        convention: candidate set and empirical-CDF convention; ``"reference"`` is the
-            weightwatcher 0.7.7 fitter (see the module docstring).
+        x: 1-D sample of positive finite values (any order; it is sorted here); integers
+            (stored in any dtype) when ``discrete``.
+        discrete: fit the discrete power law p(x) = x^(−α) / ζ(α, x_min) on the integers
+            x ≥ x_min (ζ the Hurwitz zeta function) instead of the continuous one.
+        convention: candidate set, estimator and KS convention, each reproducing one tool:
+            ``"reference"`` the weightwatcher 0.7.7 fitter (module docstring; continuous
+            only), ``"clauset"`` Clauset's ``plfit.m`` / the plfit C library in exhaustive
+            mode, ``"powerlaw"`` the ``powerlaw`` package 2.0 with
+            ``parameter_ranges={'alpha': [1, 10]}`` (see :mod:`alphahat.fit._conventions`).
+        finite_size: report the finite-size corrected exponent
+            α = 1 + (n_tail − 1) / Σ ln(x / x_min) of the selected tail (plfit's ``finite``
+            option, applied after x_min is chosen; continuous fits only). x_min, D and the
+            per-candidate diagnostics are those of the uncorrected fits.
+        min_tail: if given, candidates whose tail holds fewer points are not admissible.
         chunk_elements: bound on float64 elements per block of the KS computation.
 
     Returns:
         A :class:`PowerLawFit`; never raises on degenerate data, which gets a status instead.
+
+    Raises:
+        ValueError: for an unknown ``convention``, a non-positive ``chunk_elements`` or
+            ``min_tail``, ``finite_size`` with ``discrete``, or ``discrete`` with the
+            ``"reference"`` convention (that tool has no discrete fit).
     """
     if convention not in CONVENTIONS:
         raise ValueError(
             f"convention must be one of {', '.join(map(repr, CONVENTIONS))}; got {convention!r}"
         )
+    if isinstance(chunk_elements, bool) or not isinstance(chunk_elements, int | np.integer):
+        raise ValueError(f"chunk_elements must be a positive integer; got {chunk_elements!r}")
     if chunk_elements < 1:
         raise ValueError(f"chunk_elements must be a positive integer; got {chunk_elements!r}")
+    if not isinstance(discrete, bool | np.bool_):
+        raise ValueError(f"discrete must be True or False; got {discrete!r}")
+    if not isinstance(finite_size, bool | np.bool_):
+        raise ValueError(f"finite_size must be True or False; got {finite_size!r}")
+    if min_tail is not None and (
+        isinstance(min_tail, bool) or not isinstance(min_tail, int | np.integer) or min_tail < 1
+    ):
+        raise ValueError(f"min_tail must be None or a positive integer; got {min_tail!r}")
+    discrete = bool(discrete)
+    if discrete and convention == "reference":
+        raise ValueError(
+            "discrete=True needs convention 'clauset' or 'powerlaw'; the 'reference' tool "
+            "(weightwatcher 0.7.7) has no discrete fit"
+        )
+    if discrete and finite_size:
+        raise ValueError("finite_size=True applies to continuous fits only; got discrete=True")
     data = np.asarray(x, dtype=np.float64)
     if data.ndim != 1:
         data = data.reshape(-1)
@@ -190,19 +259,58 @@ def fit_power_law(
             data[~bad],
             convention,
             n=int(data.size),
+            discrete=discrete,
         )
+    if discrete:
+        fractional = data != np.round(data)
+        if fractional.any():
+            return _failed(
+                FitStatus.INVALID_VALUES,
+                f"discrete=True needs integer values; {int(fractional.sum())} of {data.size} "
+                "are not integers",
+                data,
+                convention,
+                n=int(data.size),
+                discrete=True,
+            )
     if data.size < MIN_POINTS:
         return _failed(
             FitStatus.TOO_FEW_POINTS,
             f"{data.size} point(s); a power-law fit needs at least {MIN_POINTS}",
             data,
             convention,
+            discrete=discrete,
         )
     if data[0] == data[-1]:
-        return _failed(FitStatus.CONSTANT, "all values are equal", data, convention)
-    if data.size < REFERENCE_SMALL_N:
-        return _fit_reference_small_n(data, chunk_elements)
-    return _fit_reference(data, chunk_elements)
+        return _failed(FitStatus.CONSTANT, "all values are equal", data, convention, None, discrete)
+    if convention == "reference":
+        if data.size < REFERENCE_SMALL_N:
+            fit = _fit_reference_small_n(data, chunk_elements, min_tail)
+        else:
+            fit = _fit_reference(data, chunk_elements, min_tail)
+    else:
+        fits = (clauset_fits if convention == "clauset" else powerlaw_fits)(
+            data, discrete, chunk_elements
+        )
+        if fits.reason:  # no candidate at all (or, for "powerlaw", fewer than two)
+            return _failed(FitStatus.NO_VALID_XMIN, fits.reason, data, convention, None, discrete)
+        fit = _select(
+            data,
+            fits.xmins,
+            fits.alphas,
+            fits.Ds,
+            fits.n_tail.astype(np.float64),
+            convention=convention,
+            discrete=discrete,
+            min_tail=min_tail,
+        )
+        if fit.fitted and discrete and convention == "clauset":
+            fit = replace(fit, sigma=discrete_sigma(fit.alpha, fit.xmin, fit.n_tail))
+    if finite_size and fit.fitted:
+        tail = data[data.size - fit.n_tail :]
+        alpha = 1.0 + (fit.n_tail - 1.0) / float(np.sum(np.log(tail / fit.xmin)))
+        fit = replace(fit, alpha=alpha, sigma=(alpha - 1.0) / float(np.sqrt(fit.n_tail)))
+    return fit
 
 
 def _tail_log_sums(log_x: FloatArray) -> FloatArray:
@@ -213,7 +321,7 @@ def _tail_log_sums(log_x: FloatArray) -> FloatArray:
     return np.asarray(suffix - n_tail * shifted, dtype=np.float64)
 
 
-def _fit_reference(data: FloatArray, chunk_elements: int) -> PowerLawFit:
+def _fit_reference(data: FloatArray, chunk_elements: int, min_tail: int | None) -> PowerLawFit:
     n = data.size
     log_x = np.log(data)
     candidates = np.arange(n - 1)
@@ -228,10 +336,12 @@ def _fit_reference(data: FloatArray, chunk_elements: int) -> PowerLawFit:
     idx = candidates[admissible]
     if idx.size:
         Ds[admissible] = _ks_distances(log_x, idx, alphas[admissible], chunk_elements)
-    return _select(data, candidates, alphas, Ds, n_tail)
+    return _select(data, data[candidates], alphas, Ds, n_tail, min_tail=min_tail)
 
 
-def _fit_reference_small_n(data: FloatArray, chunk_elements: int) -> PowerLawFit:
+def _fit_reference_small_n(
+    data: FloatArray, chunk_elements: int, min_tail: int | None
+) -> PowerLawFit:
     n = data.size
     log_x = np.log(data)
     candidates = np.arange(n - 1)
@@ -256,20 +366,33 @@ def _fit_reference_small_n(data: FloatArray, chunk_elements: int) -> PowerLawFit
     Ds[admissible] = _ks_distances(
         log_x, candidates[admissible], alphas[admissible], chunk_elements
     )
-    return _select(data, candidates, alphas, Ds, n_tail)
+    return _select(data, data[candidates], alphas, Ds, n_tail, min_tail=min_tail)
 
 
 def _select(
     data: FloatArray,
-    candidates: npt.NDArray[np.intp],
+    xmins: FloatArray,
     alphas: FloatArray,
     Ds: FloatArray,
     n_tail: FloatArray,
+    *,
+    convention: str = "reference",
+    discrete: bool = False,
+    min_tail: int | None = None,
 ) -> PowerLawFit:
-    """The candidate of minimum D (the first on ties); NaN D marks inadmissible candidates."""
-    xmins = data[candidates]
+    """The candidate of minimum D (the first on ties); NaN D marks inadmissible candidates.
+
+    With ``min_tail``, candidates with fewer tail points are marked inadmissible (NaN) first.
+    """
+    if min_tail is not None:
+        short = n_tail < min_tail
+        alphas = np.where(short, np.nan, alphas)
+        Ds = np.where(short, np.nan, Ds)
     if not np.isfinite(Ds).any():
-        return _failed(FitStatus.NO_VALID_XMIN, "no admissible x_min candidate", data, "reference")
+        reason = "no admissible x_min candidate"
+        if min_tail is not None:
+            reason += f" with at least min_tail={min_tail} tail points"
+        return _failed(FitStatus.NO_VALID_XMIN, reason, data, convention, None, discrete)
     best = int(np.nanargmin(Ds))
     alpha = float(alphas[best])
     tail = int(n_tail[best])
@@ -282,8 +405,9 @@ def _select(
         n_tail=tail,
         n=int(data.size),
         status=FitStatus.FITTED,
-        convention="reference",
+        convention=convention,
+        discrete=discrete,
         xmins=_readonly(xmins.copy()),
-        alphas=_readonly(alphas),
-        Ds=_readonly(Ds),
+        alphas=_readonly(np.asarray(alphas, dtype=np.float64)),
+        Ds=_readonly(np.asarray(Ds, dtype=np.float64)),
     )
