@@ -610,7 +610,7 @@ def test_min_tail_excludes_short_tails(convention: str, discrete: bool) -> None:
         x = np.concatenate([rng.integers(1, 6, 300), zeta_tail(rng, 600, 2.6, 6)])
     else:
         x = np.concatenate([rng.uniform(0.2, 1.0, 300), pareto(rng, 600, 2.6)])
-    free = fit_power_law(x, discrete=discrete, convention=convention)  # type: ignore[arg-type]
+    free = fit_power_law(x, discrete=discrete, convention=convention, all_distances=True)  # type: ignore[arg-type]
     assert free.fitted and free.n_tail < x.size - 50
     limit = free.n_tail + 1  # binding: the free choice is excluded
     fit = fit_power_law(x, discrete=discrete, convention=convention, min_tail=limit)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import math
 import warnings
@@ -21,7 +22,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphahat.fit import FitStatus, PowerLawFit, fit_power_law
+from alphahat.fit import FitStatus, PowerLawFit
+from alphahat.fit import fit_power_law as _fit_power_law
+
+# These tests check every candidate's α and D against a scalar reference, so they ask for the
+# full D vector; the default exact pruned search is checked against it at the end of the file.
+fit_power_law = functools.partial(_fit_power_law, all_distances=True)
 
 # The reference tool's constants, restated here rather than imported from the code under test.
 SMALL_N = 20  # below this many points the small-sample rule applies
@@ -722,3 +728,30 @@ def test_result_is_frozen_and_arrays_read_only(n: int) -> None:
         assert not array.flags.writeable, name
         with pytest.raises(ValueError, match="read-only"):
             array[0] = 0.0
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.integers(20, 600),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["pareto", "eigenvalues", "ties"]),
+)
+def test_default_pruned_search_selects_what_the_exhaustive_search_selects(
+    n: int, seed: int, kind: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    if kind == "pareto":
+        x = np.concatenate([rng.lognormal(0, 0.5, n), 3 * (1 - rng.random(n // 5)) ** (-1 / 1.7)])
+    elif kind == "eigenvalues":
+        x = np.linalg.svd(rng.standard_t(3, size=(n, max(n // 3, 20))), compute_uv=False) ** 2
+    else:
+        x = np.round(rng.pareto(1.5, n) + 1, 1)
+    pruned, exhaustive = _fit_power_law(x), _fit_power_law(x, all_distances=True)
+    assert (pruned.status, pruned.xmin, pruned.n_tail) == (
+        exhaustive.status,
+        exhaustive.xmin,
+        exhaustive.n_tail,
+    )
+    assert pruned.D == exhaustive.D and pruned.alpha == exhaustive.alpha
+    computed = np.isfinite(pruned.Ds)
+    np.testing.assert_array_equal(pruned.Ds[computed], exhaustive.Ds[computed])

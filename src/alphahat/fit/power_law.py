@@ -49,6 +49,7 @@ Two more conventions reproduce two other tools (details and formulas in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
@@ -58,6 +59,7 @@ import numpy.typing as npt
 
 from alphahat.fit._conventions import clauset_fits, powerlaw_fits
 from alphahat.fit._discrete import discrete_sigma
+from alphahat.fit._ks_search import ks_search
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -70,6 +72,15 @@ REFERENCE_SMALL_N = 20
 REFERENCE_SMALL_N_MIN_TAIL = 8
 #: Below this Σ ln(x/x_min) the small-sample rule treats a tail as degenerate.
 REFERENCE_SMALL_N_DEGENERATE_LOG_SUM = 1e-12
+XminPolicy = Literal["ks", "peak"]
+XMIN_POLICIES: tuple[str, ...] = ("ks", "peak")
+XmaxPolicy = Literal["clip"]
+#: ``xmax="clip"`` defaults: the reference tool's max_fingers and finger_thresh.
+DEFAULT_MAX_FINGERS = 10
+DEFAULT_FINGER_THRESHOLD = 1.0
+#: ``xmin="peak"``: histogram bins of log₁₀ x and the lower end of the window (× peak).
+DEFAULT_PEAK_BINS = 100
+PEAK_WINDOW_LOW = 0.95
 #: A fit needs at least this many points.
 MIN_POINTS = 3
 #: Default bound on the number of float64 elements in one block of the D computation.
@@ -107,7 +118,10 @@ class PowerLawFit:
         convention: the candidate/CDF convention used.
         discrete: whether the discrete power law p(x) = x^(−α)/ζ(α, x_min) was fitted.
         xmins, alphas, Ds: per-candidate x_min, α and D (for diagnostics plots); NaN where a
-            candidate was not admissible.
+            candidate was not admissible or, for D under the ``"reference"`` convention
+            without ``all_distances=True``, ruled out by the exact pruned search.
+        num_clipped: values above x_max left out (``xmax`` policy).
+        raw_alpha: α before finger clipping (``xmax="clip"``), else NaN.
     """
 
     alpha: float
@@ -121,6 +135,8 @@ class PowerLawFit:
     reason: str = ""
     convention: str = "reference"
     discrete: bool = False
+    num_clipped: int = 0
+    raw_alpha: float = float("nan")
     xmins: FloatArray = field(default_factory=_empty, repr=False, compare=False)
     alphas: FloatArray = field(default_factory=_empty, repr=False, compare=False)
     Ds: FloatArray = field(default_factory=_empty, repr=False, compare=False)
@@ -194,6 +210,13 @@ def fit_power_law(
     convention: Convention = "reference",
     finite_size: bool = False,
     min_tail: int | None = None,
+    xmin: float | XminPolicy = "ks",
+    xmin_max: float | None = None,
+    xmax: float | XmaxPolicy | None = None,
+    max_fingers: int = DEFAULT_MAX_FINGERS,
+    finger_threshold: float = DEFAULT_FINGER_THRESHOLD,
+    peak_bins: int = DEFAULT_PEAK_BINS,
+    all_distances: bool = False,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> PowerLawFit:
     """Fit a power law ρ(x) ∝ x^(−α), x ≥ x_min, to the tail of a sample.
@@ -213,6 +236,26 @@ def fit_power_law(
             option, applied after x_min is chosen; continuous fits only). x_min, D and the
             per-candidate diagnostics are those of the uncorrected fits.
         min_tail: if given, candidates whose tail holds fewer points are not admissible.
+        xmin: how x_min is chosen. ``"ks"``: the candidate of minimum KS distance D.
+            ``"peak"``: minimum D among candidates in [0.95·p, 1.5·p] (upper end ``xmin_max``
+            when given), p the left edge of the fullest of ``peak_bins`` equal bins of
+            log₁₀ x — the reference tool's ``xmin_peak`` with both bounds in the units of x
+            (the reference mixes a log₁₀ lower bound with a linear upper one). A number:
+            x_min fixed at the smallest sample value ≥ it.
+        xmin_max: with ``"ks"`` or ``"peak"``, candidates above it are not admissible.
+        xmax: ``None``: the whole sample. A number: values above it are left out before
+            fitting (``num_clipped`` counts them). ``"clip"``: finger clipping — refit without
+            the top k = 1, 2, … ``max_fingers`` values and keep the first fit whose α is lower
+            than the unclipped α by more than ``finger_threshold``; ``num_clipped`` = k
+            values actually dropped (the reference tool reports k − 1 and never tries k = 1),
+            ``raw_alpha`` the unclipped α. No such k: the unclipped fit.
+        max_fingers, finger_threshold: the limits of ``xmax="clip"``.
+        peak_bins: histogram bins of ``xmin="peak"``.
+        all_distances: compute D for every admissible candidate (for diagnostics plots).
+            By default the ``"reference"`` convention finds the minimum-D candidate by an
+            exact pruned search (:mod:`alphahat.fit._ks_search`: lower bounds from a few
+            tail points rule candidates out; the result is bitwise that of the exhaustive
+            search) and leaves ``Ds`` NaN where a candidate was ruled out.
         chunk_elements: bound on float64 elements per block of the KS computation.
 
     Returns:
@@ -233,12 +276,15 @@ def fit_power_law(
         raise ValueError(f"chunk_elements must be a positive integer; got {chunk_elements!r}")
     if not isinstance(discrete, bool | np.bool_):
         raise ValueError(f"discrete must be True or False; got {discrete!r}")
+    if not isinstance(all_distances, bool | np.bool_):
+        raise ValueError(f"all_distances must be True or False; got {all_distances!r}")
     if not isinstance(finite_size, bool | np.bool_):
         raise ValueError(f"finite_size must be True or False; got {finite_size!r}")
     if min_tail is not None and (
         isinstance(min_tail, bool) or not isinstance(min_tail, int | np.integer) or min_tail < 1
     ):
         raise ValueError(f"min_tail must be None or a positive integer; got {min_tail!r}")
+    _check_policies(xmin, xmin_max, xmax, max_fingers, finger_threshold, peak_bins)
     discrete = bool(discrete)
     if discrete and convention == "reference":
         raise ValueError(
@@ -247,10 +293,148 @@ def fit_power_law(
         )
     if discrete and finite_size:
         raise ValueError("finite_size=True applies to continuous fits only; got discrete=True")
-    data = np.asarray(x, dtype=np.float64)
-    if data.ndim != 1:
-        data = data.reshape(-1)
-    data = np.sort(data)
+    data = np.sort(np.asarray(x, dtype=np.float64).reshape(-1))
+    options = _SampleOptions(
+        discrete,
+        convention,
+        finite_size,
+        min_tail,
+        xmin,
+        xmin_max,
+        peak_bins,
+        bool(all_distances),
+        chunk_elements,
+    )
+    if xmax is None:
+        return _fit_sample(data, options)
+    if xmax == "clip":
+        return _clip_fingers(data, options, max_fingers, finger_threshold)
+    kept = data[~(data > xmax)]  # NaN stays, to be reported by the checks below
+    return replace(_fit_sample(kept, options), num_clipped=int(data.size - kept.size))
+
+
+@dataclass(frozen=True)
+class _SampleOptions:
+    discrete: bool
+    convention: str
+    finite_size: bool
+    min_tail: int | None
+    xmin: float | str
+    xmin_max: float | None
+    peak_bins: int
+    all_distances: bool
+    chunk_elements: int
+
+
+def _check_policies(
+    xmin: object,
+    xmin_max: object,
+    xmax: object,
+    max_fingers: object,
+    finger_threshold: object,
+    peak_bins: object,
+) -> None:
+    def number(value: object) -> bool:
+        return (
+            isinstance(value, int | float | np.integer | np.floating)
+            and not isinstance(value, bool)
+            and math.isfinite(float(value))
+            and float(value) > 0
+        )
+
+    def count(value: object) -> bool:
+        return bool(
+            isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+        )
+
+    if not (xmin in XMIN_POLICIES or number(xmin)):
+        raise ValueError(
+            f"xmin must be one of {', '.join(map(repr, XMIN_POLICIES))} or a positive number; "
+            f"got {xmin!r}"
+        )
+    if xmin_max is not None and not number(xmin_max):
+        raise ValueError(f"xmin_max must be None or a positive number; got {xmin_max!r}")
+    if not (xmax is None or xmax == "clip" or number(xmax)):
+        raise ValueError(f"xmax must be None, 'clip' or a positive number; got {xmax!r}")
+    if not count(max_fingers):
+        raise ValueError(f"max_fingers must be a positive integer; got {max_fingers!r}")
+    if not number(finger_threshold):
+        raise ValueError(f"finger_threshold must be a positive number; got {finger_threshold!r}")
+    if not count(peak_bins):
+        raise ValueError(f"peak_bins must be a positive integer; got {peak_bins!r}")
+
+
+def esd_peak(x: FloatArray, bins: int = DEFAULT_PEAK_BINS) -> float:
+    """Left edge (in the units of x) of the fullest of ``bins`` equal bins of log₁₀ x."""
+    counts, edges = np.histogram(np.log10(x), bins=bins)
+    return float(10.0 ** edges[int(np.argmax(counts))])
+
+
+def _xmin_range(data: FloatArray, options: _SampleOptions) -> tuple[float, float, bool]:
+    """(low, high, fixed): admissible x_min values; ``fixed`` keeps only the first ≥ low."""
+    high = math.inf if options.xmin_max is None else float(options.xmin_max)
+    if options.xmin == "peak":
+        peak = esd_peak(data, options.peak_bins)
+        high = 1.5 * peak if options.xmin_max is None else high
+        return PEAK_WINDOW_LOW * peak, high, False
+    if options.xmin == "ks":
+        return 0.0, high, False
+    return float(options.xmin), math.inf, True
+
+
+def _allowed(xmins: FloatArray, n_tail: FloatArray, limits: _Limits) -> npt.NDArray[np.bool_]:
+    """Candidates admissible under ``min_tail`` and the x_min range of the policy."""
+    allowed = (xmins >= limits.low) & (xmins <= limits.high)
+    if limits.fixed and allowed.any():
+        first = int(np.argmax(allowed))
+        allowed = np.zeros_like(allowed)
+        allowed[first] = True
+    if limits.min_tail is not None:
+        allowed &= n_tail >= limits.min_tail
+    return allowed
+
+
+@dataclass(frozen=True)
+class _Limits:
+    low: float
+    high: float
+    fixed: bool
+    min_tail: int | None
+
+    @property
+    def restricted(self) -> bool:
+        return self.fixed or self.low > 0 or math.isfinite(self.high)
+
+    def describe(self) -> str:
+        parts = []
+        if self.fixed:
+            parts.append(f"x_min fixed at ≥ {self.low:g}")
+        elif self.low > 0 or math.isfinite(self.high):
+            parts.append(f"x_min in [{self.low:g}, {self.high:g}]")
+        if self.min_tail is not None:
+            parts.append(f"at least min_tail={self.min_tail} tail points")
+        return " with " + " and ".join(parts) if parts else ""
+
+
+def _clip_fingers(
+    data: FloatArray, options: _SampleOptions, max_fingers: int, threshold: float
+) -> PowerLawFit:
+    first = _fit_sample(data, options)
+    if not first.fitted:
+        return first
+    for k in range(1, min(max_fingers, data.size - MIN_POINTS) + 1):
+        fit = _fit_sample(data[: data.size - k], options)
+        if not fit.fitted:
+            break
+        if fit.alpha + threshold < first.alpha:
+            return replace(fit, num_clipped=k, raw_alpha=first.alpha)
+    return replace(first, raw_alpha=first.alpha)
+
+
+def _fit_sample(data: FloatArray, options: _SampleOptions) -> PowerLawFit:
+    """Fit a sorted sample under validated options (no x_max policy)."""
+    discrete, convention = options.discrete, options.convention
+    finite_size, chunk_elements = options.finite_size, options.chunk_elements
     bad = ~np.isfinite(data) | (data <= 0)
     if bad.any():
         return _failed(
@@ -283,11 +467,13 @@ def fit_power_law(
         )
     if data[0] == data[-1]:
         return _failed(FitStatus.CONSTANT, "all values are equal", data, convention, None, discrete)
+    low, high, fixed = _xmin_range(data, options)
+    limits = _Limits(low, high, fixed, options.min_tail)
     if convention == "reference":
         if data.size < REFERENCE_SMALL_N:
-            fit = _fit_reference_small_n(data, chunk_elements, min_tail)
+            fit = _fit_reference_small_n(data, chunk_elements, limits)
         else:
-            fit = _fit_reference(data, chunk_elements, min_tail)
+            fit = _fit_reference(data, chunk_elements, limits, options.all_distances)
     else:
         fits = (clauset_fits if convention == "clauset" else powerlaw_fits)(
             data, discrete, chunk_elements
@@ -302,7 +488,7 @@ def fit_power_law(
             fits.n_tail.astype(np.float64),
             convention=convention,
             discrete=discrete,
-            min_tail=min_tail,
+            limits=limits,
         )
         if fit.fitted and discrete and convention == "clauset":
             fit = replace(fit, sigma=discrete_sigma(fit.alpha, fit.xmin, fit.n_tail))
@@ -321,7 +507,9 @@ def _tail_log_sums(log_x: FloatArray) -> FloatArray:
     return np.asarray(suffix - n_tail * shifted, dtype=np.float64)
 
 
-def _fit_reference(data: FloatArray, chunk_elements: int, min_tail: int | None) -> PowerLawFit:
+def _fit_reference(
+    data: FloatArray, chunk_elements: int, limits: _Limits, all_distances: bool
+) -> PowerLawFit:
     n = data.size
     log_x = np.log(data)
     candidates = np.arange(n - 1)
@@ -331,17 +519,19 @@ def _fit_reference(data: FloatArray, chunk_elements: int, min_tail: int | None) 
     # A tail of identical values (x_i = x_max) has no exponent; test it exactly, not through
     # the rounded log-sum, which can come out a hair above 0.
     admissible = (data[:-1] < data[-1]) & (log_sums > 0)
+    admissible &= _allowed(data[:-1], n_tail, limits)  # D only where it can be chosen
     alphas[admissible] = 1.0 + n_tail[admissible] / log_sums[admissible]
     Ds = np.full(n - 1, np.nan)
     idx = candidates[admissible]
     if idx.size:
-        Ds[admissible] = _ks_distances(log_x, idx, alphas[admissible], chunk_elements)
-    return _select(data, data[candidates], alphas, Ds, n_tail, min_tail=min_tail)
+        found = ks_search(
+            log_x, idx, alphas[admissible], chunk_elements=chunk_elements, exhaustive=all_distances
+        )
+        Ds[admissible] = found.Ds  # NaN where the exact search ruled a candidate out
+    return _select(data, data[candidates], alphas, Ds, n_tail, limits=limits)
 
 
-def _fit_reference_small_n(
-    data: FloatArray, chunk_elements: int, min_tail: int | None
-) -> PowerLawFit:
+def _fit_reference_small_n(data: FloatArray, chunk_elements: int, limits: _Limits) -> PowerLawFit:
     n = data.size
     log_x = np.log(data)
     candidates = np.arange(n - 1)
@@ -351,8 +541,9 @@ def _fit_reference_small_n(
         (n_tail >= REFERENCE_SMALL_N_MIN_TAIL)
         & (data[:-1] < data[-1])
         & (log_sums > REFERENCE_SMALL_N_DEGENERATE_LOG_SUM)
+        & _allowed(data[:-1], n_tail, limits)
     )
-    if not admissible.any():
+    if not admissible.any() and not limits.restricted:
         # The reference tool falls back to the whole sample as the tail.
         admissible = np.zeros(n - 1, dtype=bool)
         admissible[0] = log_sums[0] > REFERENCE_SMALL_N_DEGENERATE_LOG_SUM
@@ -366,7 +557,7 @@ def _fit_reference_small_n(
     Ds[admissible] = _ks_distances(
         log_x, candidates[admissible], alphas[admissible], chunk_elements
     )
-    return _select(data, data[candidates], alphas, Ds, n_tail, min_tail=min_tail)
+    return _select(data, data[candidates], alphas, Ds, n_tail, limits=limits)
 
 
 def _select(
@@ -378,20 +569,18 @@ def _select(
     *,
     convention: str = "reference",
     discrete: bool = False,
-    min_tail: int | None = None,
+    limits: _Limits | None = None,
 ) -> PowerLawFit:
     """The candidate of minimum D (the first on ties); NaN D marks inadmissible candidates.
 
-    With ``min_tail``, candidates with fewer tail points are marked inadmissible (NaN) first.
+    Candidates outside ``limits`` (tail size, x_min range) are marked inadmissible (NaN) first.
     """
-    if min_tail is not None:
-        short = n_tail < min_tail
-        alphas = np.where(short, np.nan, alphas)
-        Ds = np.where(short, np.nan, Ds)
+    limits = limits or _Limits(0.0, math.inf, False, None)
+    outside = ~_allowed(xmins, n_tail, limits)
+    alphas = np.where(outside, np.nan, alphas)
+    Ds = np.where(outside, np.nan, Ds)
     if not np.isfinite(Ds).any():
-        reason = "no admissible x_min candidate"
-        if min_tail is not None:
-            reason += f" with at least min_tail={min_tail} tail points"
+        reason = "no admissible x_min candidate" + limits.describe()
         return _failed(FitStatus.NO_VALID_XMIN, reason, data, convention, None, discrete)
     best = int(np.nanargmin(Ds))
     alpha = float(alphas[best])
