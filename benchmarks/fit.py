@@ -2,11 +2,11 @@
 
 Compared, per fit of one sample:
 
-* ``alphahat exhaustive``: the current ``alphahat.fit.fit_power_law`` (every candidate's KS
-  distance, O(n²) work); run up to 10k, skipped above (an O(n²) estimate is printed).
-* ``alphahat pruned``: sort + suffix log sums + the exact pruned search of
-  ``alphahat.fit._ks_search`` (composed here in ``fit_pruned``, since ``power_law.py`` does
-  not call it yet): same x_min, α and D as the exhaustive fit, bit for bit.
+* ``alphahat exhaustive``: ``alphahat.fit.fit_power_law(x, all_distances=True)`` (every
+  candidate's KS distance, O(n²) work); run up to 10k, skipped above (an O(n²) estimate is
+  printed).
+* ``alphahat pruned``: ``alphahat.fit.fit_power_law(x)``, the default: the exact pruned x_min
+  search of ``alphahat.fit._ks_search`` — same x_min, α and D as the exhaustive fit, bit for bit.
 * ``powerlaw``: ``powerlaw.Fit(x, parameter_ranges={'alpha': [1, 10]})`` (powerlaw 2.0.0, its
   own x_min search); up to 10k only (about 400 s at 100k).
 * ``weightwatcher``: ``weightwatcher.WW_powerlaw.WWFit(x)`` (0.7.7, the reference convention,
@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import io
 import logging
-import math
 import os
 import statistics
 import subprocess
@@ -45,8 +44,6 @@ from typing import Any
 import numpy as np
 
 from alphahat.fit import fit_power_law
-from alphahat.fit._ks_search import ks_search
-from alphahat.fit.power_law import _tail_log_sums
 
 EXHAUSTIVE_MAX_N = 10_000
 POWERLAW_MAX_N = 10_000
@@ -65,30 +62,13 @@ def sample(n: int, seed: int, data: str) -> np.ndarray:
 
 
 def fit_pruned(x: np.ndarray) -> dict[str, float]:
-    """The reference-convention fit (n ≥ 20) with the pruned exact x_min search."""
-    data = np.sort(np.asarray(x, dtype=np.float64))
-    n = data.size
-    log_x = np.log(data)
-    candidates = np.arange(n - 1)
-    n_tail = (n - candidates).astype(np.float64)
-    log_sums = _tail_log_sums(log_x)[:-1]
-    admissible = (data[:-1] < data[-1]) & (log_sums > 0)
-    idx = candidates[admissible]
-    alphas = 1.0 + n_tail[admissible] / log_sums[admissible]
-    best = ks_search(log_x, idx, alphas)
-    i = int(idx[best.index])
-    alpha = float(alphas[best.index])
-    return {
-        "alpha": alpha,
-        "xmin": float(data[i]),
-        "D": best.D,
-        "n_tail": float(n - i),
-        "sigma": (alpha - 1.0) / math.sqrt(n - i),
-    }
+    """The public default: the exact pruned x_min search."""
+    f = fit_power_law(x)
+    return {"alpha": f.alpha, "xmin": f.xmin, "D": f.D, "n_tail": float(f.n_tail)}
 
 
 def fit_exhaustive(x: np.ndarray) -> dict[str, float]:
-    f = fit_power_law(x)
+    f = fit_power_law(x, all_distances=True)
     return {"alpha": f.alpha, "xmin": f.xmin, "D": f.D, "n_tail": float(f.n_tail)}
 
 
@@ -252,8 +232,9 @@ def main() -> None:
             f"peak-RSS growth {rss:.0f} MiB"
         )
     notes.append(
-        "exh = alphahat.fit_power_law (exhaustive O(n²) KS); pr = sort + suffix sums + pruned "
-        "exact search; pl = powerlaw.Fit; ww = weightwatcher WWFit. '~Ns' = O(n²) estimate."
+        "exh = fit_power_law(all_distances=True) (exhaustive O(n²) KS); pr = fit_power_law "
+        "(the default exact pruned search); pl = powerlaw.Fit; ww = weightwatcher WWFit. "
+        "'~Ns' = O(n²) estimate."
     )
     print()
     for note in notes:

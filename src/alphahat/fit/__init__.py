@@ -1,5 +1,52 @@
-"""Fit: power-law fits of a sample's tail (pure numpy/scipy, no I/O, no framework types)."""
+"""Fit: power-law fits of a sample's tail (pure numpy/scipy, no I/O, no framework types).
 
-from alphahat.fit.power_law import CONVENTIONS, FitStatus, PowerLawFit, fit_power_law
+* :func:`fit_power_law` — continuous or discrete power law, x_min by minimum KS distance (or
+  the ``peak``/fixed policies), x_max policies, three tool conventions (``reference``,
+  ``clauset``, ``powerlaw``); exact and fast (pruned x_min search).
+* :mod:`alphahat.fit.alternatives` — exponential, log-normal and truncated power-law fits of
+  the same tail, and Vuong's likelihood-ratio test between any two.
+* :mod:`alphahat.fit.bootstrap` — Clauset's goodness-of-fit p-value and bootstrap standard
+  errors.
 
-__all__ = ["CONVENTIONS", "FitStatus", "PowerLawFit", "fit_power_law"]
+See docs/fitting.md for the formulas and when to use which option.
+"""
+
+from alphahat.fit.alternatives import (
+    DISTRIBUTIONS,
+    LikelihoodRatio,
+    TailFit,
+    compare_distributions,
+    fit_tail,
+)
+from alphahat.fit.bootstrap import (
+    BootstrapErrors,
+    GoodnessOfFit,
+    power_law_goodness_of_fit,
+    power_law_standard_errors,
+)
+from alphahat.fit.power_law import (
+    CONVENTIONS,
+    XMIN_POLICIES,
+    FitStatus,
+    PowerLawFit,
+    esd_peak,
+    fit_power_law,
+)
+
+__all__ = [
+    "CONVENTIONS",
+    "DISTRIBUTIONS",
+    "XMIN_POLICIES",
+    "BootstrapErrors",
+    "FitStatus",
+    "GoodnessOfFit",
+    "LikelihoodRatio",
+    "PowerLawFit",
+    "TailFit",
+    "compare_distributions",
+    "esd_peak",
+    "fit_power_law",
+    "fit_tail",
+    "power_law_goodness_of_fit",
+    "power_law_standard_errors",
+]
