@@ -162,3 +162,20 @@ def test_compare_refuses_different_tails_and_failed_fits() -> None:
         compare_distributions(fit_power_law_tail(x, 1.0), fit_exponential([1.0], 1.0))
     with pytest.raises(ValueError, match="distribution must be one of"):
         fit_tail(x, 1.0, "gamma")  # type: ignore[arg-type]
+
+
+def test_esd_truncated_power_law_fits_above_the_peak_window(minilm_report) -> None:
+    from alphahat.fit import fit_power_law
+    from alphahat.fit.alternatives import fit_esd_truncated_power_law
+
+    evals = minilm_report.eigenvalues["encoder.layer.0.intermediate.dense.weight"]
+    evals = evals[evals > 1e-5]
+    fit = fit_esd_truncated_power_law(evals)
+    counts, edges = np.histogram(np.log10(evals), bins=100)
+    peak = 10 ** edges[np.argmax(counts)]
+    assert fit.fitted and 0.95 * peak <= fit.xmin <= 1.5 * peak
+    assert fit.xmin == fit_power_law(evals, xmin="peak").xmin
+    assert fit.parameters == fit_truncated_power_law(evals, fit.xmin).parameters
+    assert fit.n_tail == int((evals >= fit.xmin).sum())
+    failed = fit_esd_truncated_power_law([1.0, 1.0, 1.0])
+    assert not failed.fitted and math.isnan(failed.parameters["alpha"])

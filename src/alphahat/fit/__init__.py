@@ -16,6 +16,7 @@ from alphahat.fit.alternatives import (
     LikelihoodRatio,
     TailFit,
     compare_distributions,
+    fit_esd_truncated_power_law,
     fit_tail,
 )
 from alphahat.fit.bootstrap import (
@@ -45,6 +46,7 @@ __all__ = [
     "TailFit",
     "compare_distributions",
     "esd_peak",
+    "fit_esd_truncated_power_law",
     "fit_power_law",
     "fit_tail",
     "power_law_goodness_of_fit",

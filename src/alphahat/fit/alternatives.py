@@ -323,3 +323,25 @@ def compare_distributions(
     return LikelihoodRatio(
         first.distribution, second.distribution, ratio, normalized, p, nested, first.n_tail
     )
+
+
+def fit_esd_truncated_power_law(
+    eigenvalues: npt.ArrayLike, *, peak_bins: int = 100, xmin_max: float | None = None
+) -> TailFit:
+    """The reference tool's ``E_TPL`` for an ESD: a truncated power law above the ESD's peak.
+
+    x_min is chosen by :func:`~alphahat.fit.fit_power_law` with ``xmin="peak"`` (minimum power-law
+    KS distance among candidates in [0.95·p, 1.5·p], p the mode of the log₁₀ histogram), then
+    the truncated power law x^(−α) e^(−λx) is fitted to the tail above it by maximum likelihood.
+    (The reference tool searches the same window with the truncated law's own KS distance.)
+    """
+    from alphahat.fit.power_law import fit_power_law
+
+    peak_fit = fit_power_law(eigenvalues, xmin="peak", xmin_max=xmin_max, peak_bins=peak_bins)
+    if not peak_fit.fitted:
+        nan = float("nan")
+        return TailFit(
+            "truncated_power_law", {"alpha": nan, "Lambda": nan}, nan, 0, nan,
+            peak_fit.status, f"x_min at the ESD peak: {peak_fit.reason}",
+        )  # fmt: skip
+    return fit_truncated_power_law(eigenvalues, peak_fit.xmin)
