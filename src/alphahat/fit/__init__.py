@@ -11,20 +11,8 @@
 See docs/fitting.md for the formulas and when to use which option.
 """
 
-from alphahat.fit.alternatives import (
-    DISTRIBUTIONS,
-    LikelihoodRatio,
-    TailFit,
-    compare_distributions,
-    fit_esd_truncated_power_law,
-    fit_tail,
-)
-from alphahat.fit.bootstrap import (
-    BootstrapErrors,
-    GoodnessOfFit,
-    power_law_goodness_of_fit,
-    power_law_standard_errors,
-)
+from typing import TYPE_CHECKING, Any
+
 from alphahat.fit.power_law import (
     CONVENTIONS,
     XMIN_POLICIES,
@@ -33,6 +21,56 @@ from alphahat.fit.power_law import (
     esd_peak,
     fit_power_law,
 )
+
+if TYPE_CHECKING:
+    from alphahat.fit.alternatives import (
+        DISTRIBUTIONS,
+        LikelihoodRatio,
+        TailFit,
+        compare_distributions,
+        fit_esd_truncated_power_law,
+        fit_tail,
+    )
+    from alphahat.fit.bootstrap import (
+        BootstrapErrors,
+        GoodnessOfFit,
+        power_law_goodness_of_fit,
+        power_law_standard_errors,
+    )
+
+# alternatives and bootstrap need scipy.stats/optimize/integrate: imported on first use only
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "DISTRIBUTIONS",
+            "LikelihoodRatio",
+            "TailFit",
+            "compare_distributions",
+            "fit_esd_truncated_power_law",
+            "fit_tail",
+        ),
+        "alphahat.fit.alternatives",
+    ),
+    **dict.fromkeys(
+        (
+            "BootstrapErrors",
+            "GoodnessOfFit",
+            "power_law_goodness_of_fit",
+            "power_law_standard_errors",
+        ),
+        "alphahat.fit.bootstrap",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alphahat.fit' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "CONVENTIONS",
