@@ -272,6 +272,11 @@ def _root(
     """How well is a neural network trained? Ask its weights."""
 
 
+from alphahat.commands import register_all  # noqa: E402  (commands need `app` defined)
+
+register_all(app)
+
+
 def main() -> None:
     """Console-script entry point: a one-line message instead of a traceback on a bug.
 

@@ -15,7 +15,7 @@ from typing import Any
 from alphahat._imports import loaded
 from alphahat.errors import SourceError
 from alphahat.sources.arrays import MappingSource, NpySource, NpzSource
-from alphahat.sources.base import FLOAT_DTYPES, TensorRef, WeightSource, natural_key
+from alphahat.sources.base import FLOAT_DTYPES, TensorRef, WeightSource, file_sha256, natural_key
 from alphahat.sources.safetensors_files import (
     INDEX_SUFFIX,
     SafetensorsSource,
@@ -28,6 +28,7 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "TensorRef",
     "WeightSource",
+    "file_sha256",
     "open_source",
 ]
 
