@@ -26,3 +26,11 @@ def minilm_report(minilm_path: Path):  # type: ignore[no-untyped-def]
     import alphahat
 
     return alphahat.analyze(minilm_path, keep_eigenvalues=True)
+
+
+@pytest.fixture(scope="session")
+def minilm_block0_report(minilm_path: Path):  # type: ignore[no-untyped-def]
+    """MiniLM-L6's first encoder block (6 linear layers), analysed with its eigenvalues kept."""
+    import alphahat
+
+    return alphahat.analyze(minilm_path, layers=["encoder.layer.0.*"], keep_eigenvalues=True)

@@ -131,7 +131,7 @@ def test_directory_with_only_readme(tmp_path):
     expect_source_error(folder, "no weights found")
 
 
-@pytest.mark.parametrize("filename", ["weights.txt", "model.h5", "model.onnx", "weights"])
+@pytest.mark.parametrize("filename", ["weights.txt", "model.tflite", "model.pb", "weights"])
 def test_unknown_extension_lists_supported_formats(tmp_path, filename):
     path = tmp_path / filename
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))

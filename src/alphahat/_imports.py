@@ -9,9 +9,18 @@ from types import ModuleType
 from alphahat.errors import MissingDependencyError
 
 #: extra that provides each optional module
-_EXTRAS = {"torch": "torch", "matplotlib": "plot"}
+_EXTRAS = {
+    "torch": "torch",
+    "matplotlib": "plot",
+    "sklearn": "zoo",
+    "distributed": "dask",
+    "dask": "dask",
+    "h5py": "keras",
+    "onnx": "onnx",
+    "gguf": "gguf",
+}
 #: exact pins where an unpinned install would pull something unwanted
-_PINS = {"torch": "torch==2.13.0"}
+_PINS = {"torch": "torch==2.13.0", "sklearn": "scikit-learn"}
 
 
 def require(module: str, purpose: str) -> ModuleType:

@@ -45,13 +45,18 @@ class ConvScaleOption(StrEnum):
     none = "none"
 
 
+def _printable(text: str) -> str:
+    """``text`` on one line with control characters escaped (names in files are untrusted)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    typer.echo(f"alphahat: error: {message}", err=True)
+    typer.echo(f"alphahat: error: {_printable(message)}", err=True)
     raise typer.Exit(code)
 
 
 def _note(message: str) -> None:
-    typer.echo(f"alphahat: {message}", err=True)
+    typer.echo(f"alphahat: {_printable(message)}", err=True)
 
 
 def _layer_specs(values: list[str] | None) -> list[str]:
@@ -74,7 +79,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         small = value != 0 and abs(value) < 1e-3
         return f"{value:.4g}" if abs(value) >= 1e5 or small else f"{value:.3f}"
-    return str(value)
+    from rich.markup import escape
+
+    return escape(_printable(str(value)))  # a tensor named "[/x]" is text, not rich markup
 
 
 def _print_table(frame: Any, columns: tuple[str, ...], title: str) -> None:
@@ -82,6 +89,9 @@ def _print_table(frame: Any, columns: tuple[str, ...], title: str) -> None:
     from rich.table import Table
 
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 250, soft_wrap=False)
+    from rich.markup import escape
+
+    title = escape(_printable(title))
     table = Table(title=title, title_justify="left", header_style="bold", show_lines=False)
     for col in columns:
         numeric = frame[col].dtype.kind in "iuf" if col in frame.columns else False
@@ -109,7 +119,7 @@ ModelArg = Annotated[
     typer.Argument(
         metavar="MODEL",
         help="A .safetensors file, a sharded Hugging Face folder, a .pt/.bin/.pth state dict, "
-        "or a .npy/.npz file.",
+        "a .npy/.npz, .onnx, .gguf, .keras or .h5 file, or a PEFT LoRA adapter folder.",
         show_default=False,
     ),
 ]
@@ -144,11 +154,116 @@ ConvScaleOpt = Annotated[
         help="reference: conv slices × 1/√2 as the reference tool does; none: as stored.",
     ),
 ]
+MaxElementsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-matrix-elements",
+        min=1,
+        help="Skip (with the reason, before reading) layers whose matrices have more elements.",
+    ),
+]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        help="Skip (with the reason, before reading) layers whose estimated peak memory is "
+        "larger: e.g. 8GiB, 500MB, 1000000.",
+    ),
+]
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        help="A base checkpoint: analyse W − W_base (tensors matched by full name), or for a "
+        "LoRA adapter folder add the merged W + ΔW and base W views.",
+        show_default=False,
+    ),
+]
+SplitFusedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--split-fused",
+        help="Split fused q/k/v projections (in_proj_weight, c_attn, qkv_proj, …) into q, k, v.",
+    ),
+]
+FusedHeadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--fused-heads",
+        min=1,
+        help="Attention heads of per-head interleaved query_key_value weights (--split-fused).",
+    ),
+]
 UnsafeOpt = Annotated[
     bool,
     typer.Option(
         "--unsafe-load",
         help="Allow a full unpickle of .pt/.bin files (runs code from the file; trusted only).",
+    ),
+]
+
+
+class BackendOption(StrEnum):
+    """Spectrum backends (see alphahat.spectrum.backends)."""
+
+    auto = "auto"
+    svd = "svd"
+    gram = "gram"
+    float32 = "float32"
+    torch = "torch"
+
+
+BackendOpt = Annotated[
+    BackendOption,
+    typer.Option(
+        "--backend",
+        help="Eigenvalues by: auto (float64 Gram matrix with an accuracy guard, SVD where it "
+        "fails; torch with --device), svd (LAPACK float64 SVD, the reference), gram, float32, "
+        "torch.",
+    ),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="torch device for the spectra: cpu, cuda, cuda:1, mps."),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", min=1, help="Worker processes (BLAS threads split among them)."
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Run layers on a Dask cluster: tcp://HOST:PORT (workers must see MODEL's path).",
+    ),
+]
+ResumeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--resume/--no-resume",
+        help="With -o FILE, finished layers are kept in FILE.partial.jsonl: continue it "
+        "(default: when it is from the same model and options) or start over.",
+        show_default=False,
+    ),
+]
+BlasThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--blas-threads",
+        min=1,
+        help="BLAS threads per layer (default: all cores, split among --workers). Equal "
+        "values give bit-identical results whatever --workers is.",
+    ),
+]
+LayerTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--layer-timeout",
+        min=0.001,
+        help="Seconds a layer may take; slower ones are stopped and reported failed.",
     ),
 ]
 
@@ -166,7 +281,19 @@ def analyze(
         typer.Option("--exclude-embeddings", help="Leave embedding layers out of the summary."),
     ] = False,
     conv_scale: ConvScaleOpt = ConvScaleOption.reference,
+    max_matrix_elements: MaxElementsOpt = None,
+    max_memory: MaxMemoryOpt = None,
+    base: BaseOpt = None,
+    split_fused: SplitFusedOpt = False,
+    fused_heads: FusedHeadsOpt = None,
     unsafe_load: UnsafeOpt = False,
+    backend: BackendOpt = BackendOption.auto,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = 1,
+    scheduler: SchedulerOpt = None,
+    layer_timeout: LayerTimeoutOpt = None,
+    resume: ResumeOpt = None,
+    blas_threads: BlasThreadsOpt = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")
     ] = False,
@@ -175,6 +302,9 @@ def analyze(
     from alphahat.analysis import analyze as run
 
     output_format = _resolve_format(fmt, output)
+    if resume and output is None:
+        _fail("--resume needs -o FILE (the finished layers are kept next to it)")
+    journal = _journal_path(output)
     try:
         report = run(
             model,
@@ -183,11 +313,26 @@ def analyze(
             max_evals=max_evals,
             conv_scale=conv_scale.value,
             include_embeddings=not exclude_embeddings,
+            max_matrix_elements=max_matrix_elements,
+            max_memory=max_memory,
+            base=base,
+            split_fused=split_fused,
+            fused_heads=fused_heads,
             unsafe_load=unsafe_load,
             progress=not quiet,
+            backend=backend.value,
+            device=device,
+            workers=workers,
+            scheduler=scheduler,
+            layer_timeout=layer_timeout,
+            journal=journal,
+            resume=resume,
+            blas_threads=blas_threads,
         )
     except (AlphahatError, ValueError) as exc:
         _fail(str(exc))
+    if not quiet:
+        _run_notes(report.run_info)
     summary = report.summary()
     if output_format is OutputFormat.table:
         if output is not None:
@@ -202,6 +347,8 @@ def analyze(
         _emit(text, output)
         if output is not None and not quiet:
             typer.echo(summary.to_text(), err=True)
+    if journal is not None:
+        journal.unlink(missing_ok=True)  # its layers are in the output now
     failed = report.details[report.details["status"] == "failed"]
     if not quiet:
         for name, reason in zip(failed["name"], failed["reason"], strict=True):
@@ -213,6 +360,22 @@ def analyze(
         )
 
 
+def _journal_path(output: Path | None) -> Path | None:
+    """Where ``analyze -o FILE`` keeps its finished layers until FILE is written."""
+    if output is None:
+        return None
+    from alphahat.report.journal import JOURNAL_SUFFIX
+
+    return output.with_name(output.name + JOURNAL_SUFFIX)
+
+
+def _run_notes(info: dict[str, Any]) -> None:
+    if info.get("journal_restarted"):
+        _note(f"started {info['journal']} over: {info['journal_restarted']}")
+    if info.get("resumed_layers"):
+        _note(f"resumed: {info['resumed_layers']} layer(s) already done in {info['journal']}")
+
+
 @app.command()
 def describe(
     model: ModelArg,
@@ -221,6 +384,11 @@ def describe(
     layers: LayersOpt = None,
     min_evals: MinEvalsOpt = 8,
     max_evals: MaxEvalsOpt = None,
+    max_matrix_elements: MaxElementsOpt = None,
+    max_memory: MaxMemoryOpt = None,
+    base: BaseOpt = None,
+    split_fused: SplitFusedOpt = False,
+    fused_heads: FusedHeadsOpt = None,
     unsafe_load: UnsafeOpt = False,
 ) -> None:
     """List every tensor with what analyze would do with it (analysed/skipped and why)."""
@@ -234,6 +402,11 @@ def describe(
             layers=_layer_specs(layers),
             min_evals=min_evals,
             max_evals=max_evals,
+            max_matrix_elements=max_matrix_elements,
+            max_memory=max_memory,
+            base=base,
+            split_fused=split_fused,
+            fused_heads=fused_heads,
             unsafe_load=unsafe_load,
         )
     except (AlphahatError, ValueError) as exc:

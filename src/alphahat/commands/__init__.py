@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 #: Modules of this package that add commands (in the order they appear in ``--help``).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("plot", "report", "compare", "zoo")
 
 
 def register_all(app: Any) -> None:

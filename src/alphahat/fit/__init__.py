@@ -7,6 +7,8 @@
   the same tail, and Vuong's likelihood-ratio test between any two.
 * :mod:`alphahat.fit.bootstrap` — Clauset's goodness-of-fit p-value and bootstrap standard
   errors.
+* :func:`fit_marchenko_pastur` — Marchenko–Pastur fit of an ESD's bulk (σ, bulk edges,
+  Tracy–Widom spikes, MP soft rank; :mod:`alphahat.fit.marchenko_pastur`).
 
 See docs/fitting.md for the formulas and when to use which option.
 """
@@ -37,6 +39,13 @@ if TYPE_CHECKING:
         power_law_goodness_of_fit,
         power_law_standard_errors,
     )
+    from alphahat.fit.marchenko_pastur import (
+        MarchenkoPasturFit,
+        MPFitStatus,
+        fit_marchenko_pastur,
+        marchenko_pastur_density,
+        quarter_circle_density,
+    )
 
 # alternatives and bootstrap need scipy.stats/optimize/integrate: imported on first use only
 _LAZY = {
@@ -60,6 +69,16 @@ _LAZY = {
         ),
         "alphahat.fit.bootstrap",
     ),
+    **dict.fromkeys(
+        (
+            "MPFitStatus",
+            "MarchenkoPasturFit",
+            "fit_marchenko_pastur",
+            "marchenko_pastur_density",
+            "quarter_circle_density",
+        ),
+        "alphahat.fit.marchenko_pastur",
+    ),
 }
 
 
@@ -80,13 +99,18 @@ __all__ = [
     "FitStatus",
     "GoodnessOfFit",
     "LikelihoodRatio",
+    "MPFitStatus",
+    "MarchenkoPasturFit",
     "PowerLawFit",
     "TailFit",
     "compare_distributions",
     "esd_peak",
     "fit_esd_truncated_power_law",
+    "fit_marchenko_pastur",
     "fit_power_law",
     "fit_tail",
+    "marchenko_pastur_density",
     "power_law_goodness_of_fit",
     "power_law_standard_errors",
+    "quarter_circle_density",
 ]

@@ -1,10 +1,19 @@
 """Layers: which tensors become which matrices, and why the others are not analysed.
 
-Every tensor with at least two dimensions gets a ``layer_id`` (its position among such tensors
-in model order). A 2-D weight is one matrix; a convolution kernel (out, in, k₁, …) is one
-(out × in) matrix per kernel position, whose eigenvalues are pooled into one layer ESD. Every
-matrix is oriented N × M with N ≥ M. Nothing is dropped silently: each tensor gets a
-:class:`TensorPlan` whose ``status`` is ``analyse``, ``skipped`` or ``failed``, with a reason.
+**Model order** is the natural order of the full dotted names (``layer.2`` before
+``layer.10``), whatever the source: it is the one order every format keeps (safetensors, GGUF
+and ONNX files do not record module registration order), so the same model read from an
+``nn.Module``, a state dict, safetensors, a sharded folder or ONNX gets the same layer ids.
+
+Every matrix-to-be with at least two dimensions gets a ``layer_id`` (its position in model
+order). A tensor may become several: one per expert of a Mixture-of-Experts weight, per
+direction of a stacked RNN weight, or q/k/v of a fused projection on request (see
+:mod:`alphahat.layers.semantics`); each part is named ``name [part]``. A 2-D weight is one
+matrix; a convolution kernel (out, in, k₁, …) is one (out × in) matrix per kernel position,
+whose eigenvalues are pooled into one layer ESD; a bilinear weight (out, in₁, in₂) is one
+(in₁ × in₂) matrix per output. Every matrix is oriented N × M with N ≥ M. Nothing is dropped
+silently: each tensor gets a :class:`TensorPlan` whose ``status`` is ``analyse``, ``skipped``
+or ``failed``, with a reason.
 """
 
 from __future__ import annotations
@@ -12,16 +21,25 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from alphahat.sources.base import FLOAT_DTYPES, TensorRef
+from alphahat.layers.limits import ResourceLimits, limit_reason
+from alphahat.layers.semantics import (
+    base_name,
+    dequantize_int8,
+    expand,
+    is_rnn_name,
+    quantization_skip,
+)
+from alphahat.sources.base import FLOAT_DTYPES, TensorRef, natural_key
 
 #: Layer kinds, as used by filters and reported in the ``kind`` column.
-KINDS = ("linear", "embedding", "conv1d", "conv2d", "conv3d")
+KINDS = ("linear", "embedding", "conv1d", "conv2d", "conv3d", "rnn", "bilinear")
+_MATRIX_KINDS = ("linear", "embedding", "rnn")
 _CONV_BY_NDIM = {3: "conv1d", 4: "conv2d", 5: "conv3d"}
 _EMBEDDING_NAMES = ("wte", "wpe")
 
@@ -37,11 +55,13 @@ def infer_kind(ref: TensorRef) -> str | None:
     """Layer kind of a tensor with ≥ 2 dims: from its module when known, else name and shape."""
     if ref.ndim < 2:
         return None
-    if ref.module_kind is not None and (ref.ndim == 2) == (
-        ref.module_kind in ("linear", "embedding")
-    ):
+    if ref.module_kind == "bilinear":
+        return "bilinear" if ref.ndim == 3 else "linear"
+    if ref.module_kind is not None and (ref.ndim == 2) == (ref.module_kind in _MATRIX_KINDS):
         return ref.module_kind
     if ref.ndim == 2:
+        if is_rnn_name(ref.name):
+            return "rnn"
         lowered = ref.name.lower()
         parts = lowered.split(".")
         owner = parts[-2] if len(parts) > 1 else parts[0]
@@ -55,9 +75,9 @@ def infer_kind(ref: TensorRef) -> str | None:
 class LayerFilter:
     """Which layers to analyse: each non-empty criterion must match (AND); within one, any.
 
-    ``ids`` are layer ids; ``names`` match the full tensor name or its module name (the name
-    without a trailing ``.weight``); ``globs`` are fnmatch patterns on the full tensor name;
-    ``kinds`` are values of :data:`KINDS`.
+    ``ids`` are layer ids; ``names`` match the full layer name (``x.weight [q]``), the tensor
+    name (``x.weight``) or its module name (``x``); ``globs`` are fnmatch patterns on the full
+    layer name or the tensor name; ``kinds`` are values of :data:`KINDS`.
     """
 
     ids: tuple[int, ...] = ()
@@ -101,11 +121,18 @@ class LayerFilter:
 
     def matches(self, layer_id: int, name: str, kind: str) -> bool:
         """Whether the layer passes every given criterion."""
-        module = name.removesuffix(".weight")
+        tensor = base_name(name)
+        module = tensor.removesuffix(".weight")
         return (
             (not self.ids or layer_id in self.ids)
-            and (not self.names or name in self.names or module in self.names)
-            and (not self.globs or any(fnmatch.fnmatchcase(name, g) for g in self.globs))
+            and (not self.names or bool({name, tensor, module} & set(self.names)))
+            and (
+                not self.globs
+                or any(
+                    fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(tensor, g)
+                    for g in self.globs
+                )
+            )
             and (not self.kinds or kind in self.kinds)
         )
 
@@ -135,8 +162,11 @@ class TensorPlan:
         return self.M * self.num_matrices
 
 
-def _matrix_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    """(N, M, number of matrices) for a weight of this shape."""
+def _matrix_shape(shape: Sequence[int], kind: str) -> tuple[int, int, int]:
+    """(N, M, number of matrices) for a weight of this shape and kind."""
+    if kind == "bilinear":
+        rows, cols = shape[1], shape[2]
+        return max(rows, cols), min(rows, cols), shape[0]
     rows, cols = shape[0], shape[1]
     return max(rows, cols), min(rows, cols), math.prod(shape[2:])
 
@@ -163,46 +193,73 @@ def plan_tensors(
     min_evals: int = 8,
     max_evals: int | None = None,
     conv_scale: ConvScale = "reference",
+    split_fused: bool = False,
+    fused_heads: int | None = None,
+    limits: ResourceLimits | None = None,
 ) -> Iterator[TensorPlan]:
-    """A :class:`TensorPlan` for every tensor, in order; layer ids count tensors with ≥ 2 dims."""
+    """A :class:`TensorPlan` for every matrix-to-be, in model order (natural name order).
+
+    Layer ids count the tensors (and tensor parts) with ≥ 2 dims. ``split_fused`` splits fused
+    q/k/v projections (``fused_heads``: head count of per-head interleaved ones). A layer over
+    ``limits`` (:mod:`alphahat.layers.limits`) is skipped with the reason, never loaded.
+    """
     layer_filter = layer_filter or LayerFilter()
+    ordered = sorted(refs, key=lambda r: natural_key(r.name))
+    by_name = {r.name: r for r in ordered}
+    names = by_name.keys()
     next_id = 0
-    for ref in refs:
-        if ref.skip_reason is not None:
-            yield TensorPlan(ref, None, infer_kind(ref), "skipped", ref.skip_reason)
-            continue
-        if ref.ndim < 2 and ref.problem is None:
-            what = "scalar" if ref.ndim == 0 else "1-D tensor (bias, norm or scale vector)"
-            yield TensorPlan(ref, None, None, "skipped", f"{what}; not a matrix")
-            continue
-        layer_id = next_id
-        next_id += 1
-        if ref.problem is not None:
-            yield TensorPlan(ref, layer_id, None, "failed", f"cannot read: {ref.problem}")
-            continue
-        kind = infer_kind(ref)
-        if kind is None:
-            yield TensorPlan(
-                ref, layer_id, None, "skipped", f"{ref.ndim}-D tensor: unsupported rank"
+    for original in ordered:
+        quantized = quantization_skip(original, names)
+        if quantized is not None and original.skip_reason is None:
+            original = replace(original, skip_reason=quantized)
+        original = dequantize_int8(original, names, by_name)
+        for ref in expand(original, split_fused=split_fused, fused_heads=fused_heads):
+            plan, next_id = _plan_one(ref, next_id, layer_filter, min_evals, max_evals, conv_scale)
+            too_large = (
+                limit_reason(ref, plan.N, plan.M, plan.num_matrices, limits)
+                if limits is not None and plan.status == "analyse"
+                else None
             )
-            continue
-        N, M, count = _matrix_shape(ref.shape)
-        scale = (
-            REFERENCE_CONV_SCALE if conv_scale == "reference" and kind.startswith("conv") else 1.0
-        )
-        plan = TensorPlan(ref, layer_id, kind, "analyse", "", N, M, count, scale)
-        reason = _dtype_reason(ref.dtype)
-        if reason is None and M == 0:
-            reason = "empty tensor"
-        if reason is None and not layer_filter.matches(layer_id, ref.name, kind):
-            reason = "excluded by the layer filter"
-        if reason is None and plan.num_evals < min_evals:
-            reason = f"{plan.num_evals} eigenvalue(s) < min_evals={min_evals}"
-        if reason is None and max_evals is not None and plan.num_evals > max_evals:
-            reason = f"{plan.num_evals} eigenvalues > max_evals={max_evals}"
-        if reason is not None:
-            plan = TensorPlan(ref, layer_id, kind, "skipped", reason, N, M, count, scale)
-        yield plan
+            yield plan if too_large is None else replace(plan, status="skipped", reason=too_large)
+
+
+def _plan_one(
+    ref: TensorRef,
+    next_id: int,
+    layer_filter: LayerFilter,
+    min_evals: int,
+    max_evals: int | None,
+    conv_scale: ConvScale,
+) -> tuple[TensorPlan, int]:
+    """The plan of one matrix-to-be, and the next free layer id."""
+    if ref.skip_reason is not None:
+        return TensorPlan(ref, None, infer_kind(ref), "skipped", ref.skip_reason), next_id
+    if ref.ndim < 2 and ref.problem is None:
+        what = "scalar" if ref.ndim == 0 else "1-D tensor (bias, norm or scale vector)"
+        return TensorPlan(ref, None, None, "skipped", f"{what}; not a matrix"), next_id
+    layer_id = next_id
+    next_id += 1
+    if ref.problem is not None:
+        return TensorPlan(ref, layer_id, None, "failed", f"cannot read: {ref.problem}"), next_id
+    kind = infer_kind(ref)
+    if kind is None:
+        unsupported = f"{ref.ndim}-D tensor: unsupported rank"
+        return TensorPlan(ref, layer_id, None, "skipped", unsupported), next_id
+    N, M, count = _matrix_shape(ref.shape, kind)
+    scale = REFERENCE_CONV_SCALE if conv_scale == "reference" and kind.startswith("conv") else 1.0
+    plan = TensorPlan(ref, layer_id, kind, "analyse", "", N, M, count, scale)
+    reason = _dtype_reason(ref.dtype)
+    if reason is None and M == 0:
+        reason = "empty tensor"
+    if reason is None and not layer_filter.matches(layer_id, ref.name, kind):
+        reason = "excluded by the layer filter"
+    if reason is None and plan.num_evals < min_evals:
+        reason = f"{plan.num_evals} eigenvalue(s) < min_evals={min_evals}"
+    if reason is None and max_evals is not None and plan.num_evals > max_evals:
+        reason = f"{plan.num_evals} eigenvalues > max_evals={max_evals}"
+    if reason is not None:
+        plan = TensorPlan(ref, layer_id, kind, "skipped", reason, N, M, count, scale)
+    return plan, next_id
 
 
 def layer_matrices(
@@ -213,7 +270,12 @@ def layer_matrices(
         raise ValueError(
             f"{plan.ref.name}: read shape {values.shape} differs from declared {plan.ref.shape}"
         )
-    rows, cols = values.shape[0], values.shape[1]
-    slices = values.reshape(rows, cols, -1)
+    if plan.kind == "bilinear":
+        # (out, in₁, in₂): one in₁ × in₂ matrix per output
+        slices = np.moveaxis(values, 0, -1)
+        rows, cols = slices.shape[0], slices.shape[1]
+    else:
+        rows, cols = values.shape[0], values.shape[1]
+        slices = values.reshape(rows, cols, -1)
     transpose = rows < cols
     return [slices[:, :, k].T if transpose else slices[:, :, k] for k in range(slices.shape[2])]

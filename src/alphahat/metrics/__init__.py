@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 from scipy.special import logsumexp
 
-from alphahat.fit import PowerLawFit
+from alphahat.fit import FitStatus, PowerLawFit
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -106,6 +106,74 @@ def log_alpha_norm(eigenvalues: FloatArray, alpha: float) -> float:
     if positive.size == 0 or not math.isfinite(alpha):
         return NAN
     return float(logsumexp(alpha * np.log(positive))) / _LN10
+
+
+#: The tail of a fit must span more than this many ulps of λ_max per matrix dimension.
+_RESOLUTION_ULPS = 4.0
+
+
+def noise_floor(eigenvalues: FloatArray, N: int) -> float:
+    """λ_max · (N · ε)²: eigenvalues at or below it are rounding noise of the SVD.
+
+    They belong to singular values σ ≤ σ_max · N · ε, NumPy's ``matrix_rank`` tolerance (a
+    rank-deficient matrix has such values instead of exact zeros).
+    """
+    if eigenvalues.size == 0:
+        return 0.0
+    return float(eigenvalues.max()) * (N * float(np.finfo(np.float64).eps)) ** 2
+
+
+def fit_sample(eigenvalues: FloatArray, N: int, threshold: float) -> FloatArray:
+    """The eigenvalues the power-law fit sees: λ > ``threshold`` and λ > :func:`noise_floor`.
+
+    The threshold is the reference tool's absolute cut (1e-5 by default); the noise floor
+    keeps the rounding noise of a rank-deficient matrix out of the fit when the weights are so
+    large that this noise exceeds the threshold.
+    """
+    evals = np.asarray(eigenvalues, dtype=np.float64)
+    cut = max(float(threshold), noise_floor(evals, N))
+    return evals[evals > cut]
+
+
+def vet_fit(fit: PowerLawFit, eigenvalues: FloatArray, N: int, threshold: float) -> PowerLawFit:
+    """``fit``, or a failed copy of it when its numbers would not mean anything.
+
+    * The tail λ ≥ x_min spans no more than the rounding error of the eigenvalues
+      (λ_max − x_min ≤ 4 · N · ε · λ_max, e.g. an orthogonal matrix, all σ = 1): the MLE
+      α = 1 + n / Σ ln(λ/x_min) would be a huge number made of rounding noise. Status
+      ``constant``.
+    * Too few points: the reason says how many eigenvalues passed the threshold and the
+      noise floor of :func:`fit_sample`.
+    """
+    evals = np.asarray(eigenvalues, dtype=np.float64)
+    if fit.status is FitStatus.TOO_FEW_POINTS:
+        kept = fit_sample(evals, N, threshold).size
+        return replace(
+            fit,
+            reason=f"{fit.reason} ({kept} of {evals.size} eigenvalues are > evals_threshold="
+            f"{threshold:g} and above the numerical noise floor)",
+        )
+    if not fit.fitted or evals.size == 0:
+        return fit
+    lambda_max = float(evals.max())
+    spread = lambda_max - fit.xmin
+    resolution = _RESOLUTION_ULPS * N * float(np.finfo(np.float64).eps) * lambda_max
+    if spread > resolution:
+        return fit
+    nan = float("nan")
+    return replace(
+        fit,
+        alpha=nan,
+        xmin=nan,
+        D=nan,
+        sigma=nan,
+        n_tail=0,
+        status=FitStatus.CONSTANT,
+        reason=(
+            f"the tail λ ≥ x_min is constant within rounding error (λ_max − x_min = "
+            f"{spread:.3g} ≤ {resolution:.3g}): no power law to fit"
+        ),
+    )
 
 
 def training_warning(alpha: float, fitted: bool) -> str:

@@ -6,12 +6,11 @@ or writes it (CSV, JSON; files are written atomically).
 
 from __future__ import annotations
 
-import html
 import json
 import math
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from html import escape as escape_html  # (alphahat.report.html is the HTML report module)
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,21 +27,26 @@ if TYPE_CHECKING:
 
 #: Columns of ``Report.details``, in order.
 DETAIL_COLUMNS = (
-    "layer_id", "name", "kind", "shape", "dtype", "N", "M", "Q", "num_matrices", "num_evals",
-    "alpha", "alpha_weighted", "D", "sigma", "xmin", "xmax", "num_pl_spikes",
+    "layer_id", "name", "kind", "shape", "dtype", "note", "N", "M", "Q", "num_matrices",
+    "num_evals", "alpha", "alpha_weighted", "D", "sigma", "xmin", "xmax", "num_pl_spikes",
     "lambda_max", "log_spectral_norm", "norm", "log_norm", "log_alpha_norm",
-    "stable_rank", "entropy", "matrix_rank", "warning", "status", "reason",
+    "stable_rank", "entropy", "matrix_rank", "spectrum_method", "warning", "status", "reason",
 )  # fmt: skip
 #: Columns of ``Report.coverage`` / ``describe()``, in order.
 COVERAGE_COLUMNS = (
-    "layer_id", "name", "kind", "shape", "dtype", "N", "M", "num_matrices", "num_evals",
+    "layer_id", "name", "kind", "shape", "dtype", "note", "N", "M", "num_matrices", "num_evals",
     "status", "reason",
 )  # fmt: skip
 _INT_COLUMNS = ("layer_id", "N", "M", "num_matrices", "num_evals", "num_pl_spikes", "matrix_rank")
+#: Count columns of the reference-tool options (added after DETAIL_COLUMNS when computed).
+_OPTION_INT_COLUMNS = (
+    "slice_id", "num_fingers", "num_spikes", "rand_num_spikes", "num_traps", "detX_num", "ERG_gap",
+)  # fmt: skip
 #: Columns the CLI table shows (all columns go to CSV/JSON).
 TABLE_COLUMNS = (
     "layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "alpha_weighted", "D",
     "log_spectral_norm", "log_norm", "log_alpha_norm", "stable_rank", "warning", "status",
+    "note",
 )  # fmt: skip
 _LABELS = {
     "alpha": "alpha (α)",
@@ -72,6 +76,7 @@ def coverage_frame(
                 "kind": plan.kind or "",
                 "shape": "x".join(map(str, plan.ref.shape)),
                 "dtype": plan.ref.dtype,
+                "note": plan.ref.note,
                 "N": plan.N if plan.kind else None,
                 "M": plan.M if plan.kind else None,
                 "num_matrices": plan.num_matrices if plan.kind else None,
@@ -85,24 +90,24 @@ def coverage_frame(
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    for col in _INT_COLUMNS:
+    for col in (*_INT_COLUMNS, *_OPTION_INT_COLUMNS):
         if col in frame.columns:
             frame[col] = frame[col].astype("Int64")
     return frame
 
 
-def build_provenance(source: WeightSource) -> dict[str, Any]:
-    """Versions and inputs that produced a report."""
-    import scipy
+def build_provenance(
+    source: WeightSource,
+    options: Mapping[str, Any] | None = None,
+    hashes: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Versions, BLAS, seed and input files (with SHA-256) that produced a report.
 
-    return {
-        "alphahat_version": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "source": source.description,
-        "files": [str(p) for p in source.files],
-    }
+    See :mod:`alphahat.report.provenance`; nothing machine- or time-dependent beyond these.
+    """
+    from alphahat.report.provenance import provenance_record
+
+    return provenance_record(source.description, source.files, options, hashes)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -166,13 +171,13 @@ class Summary:
     def to_html(self) -> str:
         """HTML table (self-contained, no scripts)."""
         rows = "".join(
-            f"<tr><td>{html.escape(_LABELS[k])}</td><td style='text-align:right'>"
+            f"<tr><td>{escape_html(_LABELS[k])}</td><td style='text-align:right'>"
             f"{_fmt(self.means[k])}</td></tr>"
             for k in SUMMARY_METRICS
         )
         return (
             "<table class='alphahat-summary'><thead><tr><th>metric</th><th>mean</th></tr>"
-            f"</thead><tbody>{rows}</tbody></table><p><em>{html.escape(self._counts_line())}</em></p>"
+            f"</thead><tbody>{rows}</tbody></table><p><em>{escape_html(self._counts_line())}</em></p>"
         )
 
     def _repr_html_(self) -> str:
@@ -192,6 +197,20 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+def _frame_from_records(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """Inverse of :func:`records`: known columns first; all-number columns as float (NaN)."""
+    names = list(dict.fromkeys([*columns, *(k for r in rows for k in r)]))
+    data: dict[str, Any] = {}
+    for name in names:
+        values = [r.get(name) for r in rows]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+            data[name] = pd.Series([np.nan if v is None else v for v in values], dtype="float64")
+        else:
+            data[name] = pd.Series(values)
+    return _typed(pd.DataFrame(data, columns=names))
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -220,6 +239,8 @@ class Report:
     options: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     eigenvalues: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: how the run went (executor, workers, layers resumed from a journal); never written out
+    run_info: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_rows(
@@ -233,10 +254,32 @@ class Report:
         eigenvalues: dict[str, Any],
     ) -> Report:
         """Assemble a report from the analysis' layer rows and tensor plans."""
-        details = _typed(pd.DataFrame(list(rows), columns=list(DETAIL_COLUMNS)))
+        extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in DETAIL_COLUMNS]
+        details = _typed(pd.DataFrame(list(rows), columns=[*DETAIL_COLUMNS, *extra]))
         failures = {str(r["name"]): str(r["reason"]) for r in rows if r.get("status") == "failed"}
         options = {**options, "include_embeddings": include_embeddings}
         return cls(details, coverage_frame(plans, failures), options, provenance, eigenvalues)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """Rebuild a report from :meth:`to_dict` (as read back from :meth:`to_json`).
+
+        Eigenvalues are not part of the JSON, so ``eigenvalues`` is empty; null becomes NaN in
+        numeric columns.
+        """
+        if not isinstance(data, Mapping) or not isinstance(data.get("layers"), list):
+            raise ValueError("not an alphahat report: no 'layers' list")
+        details = _frame_from_records(data["layers"], DETAIL_COLUMNS)
+        coverage = _frame_from_records(data.get("tensors", []), COVERAGE_COLUMNS)
+        return cls(
+            details, coverage, dict(data.get("options", {})), dict(data.get("provenance", {}))
+        )
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Report:
+        """Read a report written by :meth:`to_json` (see :meth:`from_dict`)."""
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_dict(json.load(handle))
 
     def summary(self, include_embeddings: bool | None = None) -> Summary:
         """Layer-averaged metrics over fitted layers (embeddings per the analysis option)."""

@@ -1,8 +1,10 @@
 """Sources: enumerate a model's tensors from headers and read them one at a time.
 
-:func:`open_source` accepts a ``torch.nn.Module``, a ``state_dict`` or any ``{name: array}``
-mapping, or a path: ``.safetensors``, a sharded Hugging Face folder, ``.pt/.bin/.pth``,
-``.npy`` or ``.npz``. Only this package knows about frameworks and file formats.
+:func:`open_source` accepts a ``torch.nn.Module``, a ``keras.Model``, a ``state_dict`` or any
+``{name: array}`` mapping, or a path: ``.safetensors``, a sharded Hugging Face folder,
+``.pt/.bin/.pth``, ``.npy``/``.npz``, ``.onnx``, ``.gguf``, ``.keras``/``.h5``, or a PEFT
+LoRA adapter folder. :func:`open_with_base` adds a base checkpoint: LoRA merged/base views, or
+fine-tune deltas W − W_base. Only this package knows about frameworks and file formats.
 """
 
 from __future__ import annotations
@@ -16,10 +18,16 @@ from alphahat._imports import loaded
 from alphahat.errors import SourceError
 from alphahat.sources.arrays import MappingSource, NpySource, NpzSource
 from alphahat.sources.base import FLOAT_DTYPES, TensorRef, WeightSource, file_sha256, natural_key
+from alphahat.sources.deltas import DeltaSource
+from alphahat.sources.gguf_files import GGUFSource
+from alphahat.sources.keras_files import KerasFileSource, KerasModelSource, is_keras_model
+from alphahat.sources.onnx_files import OnnxSource
+from alphahat.sources.peft_adapters import LoraSource, is_adapter_folder
 from alphahat.sources.safetensors_files import (
     INDEX_SUFFIX,
     SafetensorsSource,
     ShardedSafetensorsSource,
+    path_inside,
 )
 from alphahat.sources.torch_sources import ModuleSource, load_torch_file
 
@@ -30,21 +38,31 @@ __all__ = [
     "WeightSource",
     "file_sha256",
     "open_source",
+    "open_with_base",
 ]
 
 _TORCH_SUFFIXES = (".pt", ".bin", ".pth")
-SUPPORTED_SUFFIXES = (".safetensors", *_TORCH_SUFFIXES, ".npy", ".npz")
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+SUPPORTED_SUFFIXES = (
+    ".safetensors", *_TORCH_SUFFIXES, ".npy", ".npz", ".onnx", ".gguf", *_KERAS_SUFFIXES
+)  # fmt: skip
 
 
-def open_source(model: Any, *, unsafe_load: bool = False) -> WeightSource:
+def open_source(model: Any, *, unsafe_load: bool = False, base: Any = None) -> WeightSource:
     """The :class:`WeightSource` for a model object or a path.
+
+    With ``base`` (a checkpoint), the model is read against it: see :func:`open_with_base`.
 
     Raises:
         SourceError: the path does not exist, holds no weights, or has an unknown format.
         MissingDependencyError: the format needs an extra that is not installed.
     """
+    if base is not None:
+        return open_with_base(model, base, unsafe_load=unsafe_load)
     if isinstance(model, WeightSource):
         return model
+    if is_keras_model(model):  # before torch: Keras layers on the torch backend are nn.Modules
+        return KerasModelSource(model)
     torch = loaded("torch")
     if torch is not None and isinstance(model, torch.nn.Module):
         return ModuleSource(model)
@@ -64,6 +82,8 @@ def _open_path(path: Path, unsafe_load: bool) -> WeightSource:
         raise SourceError(f"{path}: no such file or directory")
     if path.is_dir():
         return _open_folder(path, unsafe_load)
+    if not path.is_file():  # a FIFO or device would block or never end when read
+        raise SourceError(f"{path}: not a regular file (a FIFO, socket or device)")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return SafetensorsSource(path)
@@ -73,6 +93,12 @@ def _open_path(path: Path, unsafe_load: bool) -> WeightSource:
         return NpySource(path)
     if suffix == ".npz":
         return NpzSource(path)
+    if suffix == ".onnx":
+        return OnnxSource(path)
+    if suffix == ".gguf":
+        return GGUFSource(path)
+    if suffix in _KERAS_SUFFIXES:
+        return KerasFileSource(path)
     if path.name.endswith(INDEX_SUFFIX):
         return _open_folder(path.parent, unsafe_load, index=path)
     raise SourceError(
@@ -82,12 +108,15 @@ def _open_path(path: Path, unsafe_load: bool) -> WeightSource:
 
 
 def _open_folder(folder: Path, unsafe_load: bool, index: Path | None = None) -> WeightSource:
+    if index is None and is_adapter_folder(folder):
+        return LoraSource(folder, unsafe_load=unsafe_load)
     indexes = sorted(folder.glob(f"*{INDEX_SUFFIX}"))
     if index is None and len(indexes) > 1:
         names = ", ".join(p.name for p in indexes)
         raise SourceError(f"{folder}: several shard indexes ({names}); pass the one to use")
     index = index or (indexes[0] if indexes else None)
     shards = sorted(folder.glob("*.safetensors"), key=lambda p: natural_key(p.name))
+    _refuse_escapes(folder, [index] if index is not None else shards)
     if index is not None or len(shards) > 1:
         return ShardedSafetensorsSource(folder, index, shards)
     if shards:
@@ -96,6 +125,7 @@ def _open_folder(folder: Path, unsafe_load: bool, index: Path | None = None) -> 
         (p for s in _TORCH_SUFFIXES for p in folder.glob(f"*{s}")),
         key=lambda p: natural_key(p.name),
     )
+    _refuse_escapes(folder, torch_files)
     if len(torch_files) == 1:
         return load_torch_file(torch_files[0], unsafe_load)
     if len(torch_files) > 1:
@@ -104,6 +134,16 @@ def _open_folder(folder: Path, unsafe_load: bool, index: Path | None = None) -> 
         f"{folder}: no weights found (looked for *.safetensors, a *{INDEX_SUFFIX}, "
         f"and {', '.join('*' + s for s in _TORCH_SUFFIXES)})"
     )
+
+
+def _refuse_escapes(folder: Path, paths: list[Path]) -> None:
+    """A :class:`SourceError` for a file of ``folder`` that is a symlink to somewhere outside it."""
+    for path in paths:
+        if path.parent == folder and path_inside(folder, path.name) is None:
+            raise SourceError(
+                f"{path}: a symlink to a file outside {folder}; refused (pass the target "
+                "file itself if you trust it)"
+            )
 
 
 class _ConcatenatedSource(WeightSource):
@@ -118,3 +158,15 @@ class _ConcatenatedSource(WeightSource):
         """Tensors of each shard in turn."""
         for part in self._parts:
             yield from part.tensors()
+
+
+def open_with_base(model: Any, base: Any, *, unsafe_load: bool = False) -> WeightSource:
+    """A model read against a base checkpoint.
+
+    A PEFT LoRA adapter folder gives ΔW plus the merged (W + ΔW) and base (W) views of each
+    adapted module; any other model gives the fine-tune deltas W − W_base, matched by full name.
+    """
+    base_source = open_source(base, unsafe_load=unsafe_load)
+    if isinstance(model, str | os.PathLike) and is_adapter_folder(Path(model)):
+        return LoraSource(Path(model), base_source, unsafe_load=unsafe_load)
+    return DeltaSource(open_source(model, unsafe_load=unsafe_load), base_source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -153,6 +154,25 @@ class NpySource(WeightSource):
         return iter([self._ref])
 
 
+def _member_problem(shape: tuple[int, ...], dtype: np.dtype[Any], available: int) -> str | None:
+    """Why an ``.npz`` member's header cannot be right, checked before anything is allocated.
+
+    numpy would allocate the whole declared array before reading a member, so a forged header
+    claiming terabytes is refused here by comparing with the member's stored size.
+    """
+    if any(d < 0 for d in shape):
+        return f"invalid shape {shape} in the member header"
+    if dtype.hasobject:
+        return "holds Python objects, which would need unpickling; refused"
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > available:
+        return (
+            f"member header claims {needed} bytes of data but the member holds {available} "
+            "(truncated or forged)"
+        )
+    return None
+
+
 class NpzSource(WeightSource):
     """A ``.npz`` archive; each member is read only when its layer is analysed."""
 
@@ -170,7 +190,8 @@ class NpzSource(WeightSource):
 
     def _ref(self, name: str) -> TensorRef:
         try:
-            with self._archive.zip.open(f"{name}.npy") as member:
+            info = self._archive.zip.getinfo(f"{name}.npy")
+            with self._archive.zip.open(info) as member:
                 version = np.lib.format.read_magic(member)
                 read_header = (
                     np.lib.format.read_array_header_1_0
@@ -178,10 +199,30 @@ class NpzSource(WeightSource):
                     else np.lib.format.read_array_header_2_0
                 )
                 shape, _, dtype = read_header(member)
-        except (KeyError, ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
-            problem = f"unreadable member ({exc or type(exc).__name__})"
+                header_size = member.tell()
+        except (
+            KeyError,
+            ValueError,
+            OSError,
+            EOFError,
+            zlib.error,
+            zipfile.BadZipFile,
+            NotImplementedError,  # an unsupported compression method
+        ) as exc:
+            unreadable = f"unreadable member ({exc or type(exc).__name__})"
             return TensorRef(
-                name, (), "unknown", _raiser(name, problem), None, str(self.path), problem
+                name, (), "unknown", _raiser(name, unreadable), None, str(self.path), unreadable
+            )
+        problem = _member_problem(tuple(shape), np.dtype(dtype), info.file_size - header_size)
+        if problem is not None:
+            return TensorRef(
+                name,
+                tuple(d if d >= 0 else 0 for d in shape),
+                np.dtype(dtype).name,
+                _raiser(name, problem),
+                None,
+                str(self.path),
+                problem,
             )
 
         def load() -> npt.NDArray[np.generic]:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+
+from alphahat.errors import SourceError
 
 #: Floating dtypes whose values are weights (names as numpy / safetensors spell them).
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
@@ -80,17 +86,32 @@ class WeightSource:
         self.close()
 
 
-_DIGITS = re.compile(r"(\d+)")
+_DIGITS = re.compile(r"([0-9]+)")
 
 
-def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key putting ``layer.2`` before ``layer.10`` (numbers compared as numbers)."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _DIGITS.split(name) if p)
+def natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key putting ``layer.2`` before ``layer.10`` (numbers compared as numbers).
+
+    A run of ASCII digits compares by its value, as (number of digits without leading zeros,
+    digits): no int() of an arbitrarily long or non-ASCII digit string from a file.
+    """
+    parts = []
+    for part in _DIGITS.split(name):
+        if not part:
+            continue
+        if part.isascii() and part.isdigit():
+            value = part.lstrip("0")
+            parts.append((0, len(value), value))
+        else:
+            parts.append((1, 0, part))
+    return tuple(parts)
 
 
 def bfloat16_to_float32(raw: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
     """Exact bfloat16 → float32: the 16 bits are the high half of a float32."""
-    return (raw.astype(np.uint32) << 16).view(np.float32)
+    wide = raw.astype(np.uint32)
+    wide <<= 16  # in place: no third copy of a large tensor
+    return wide.view(np.float32)
 
 
 def file_sha256(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
@@ -102,3 +123,68 @@ def file_sha256(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON object hook: a key given twice is a forged or corrupt header (parsers disagree)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def parse_json_bytes(raw: bytes, path: Path, what: str) -> Any:
+    """JSON from untrusted bytes, or a :class:`SourceError` naming ``path`` (never another error).
+
+    Refuses duplicate keys, integers longer than Python's digit limit and nesting deeper than
+    the interpreter's recursion limit.
+    """
+    try:
+        return json.loads(raw, object_pairs_hook=_reject_duplicates)
+    except _DuplicateKeyError as exc:
+        raise SourceError(f"{path}: not a valid {what}: key {exc.key!r} appears twice") from exc
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: not a valid {what}: not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{path}: not a valid {what}: not JSON ({exc.msg})") from exc
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise SourceError(f"{path}: not a valid {what}: {one_line(exc)}") from exc
+    except RecursionError as exc:
+        raise SourceError(f"{path}: not a valid {what}: JSON nested too deeply") from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, at most 200 characters (for error messages)."""
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
+
+
+def open_regular_file(path: Path) -> BinaryIO:
+    """``path`` opened for binary reading; a :class:`SourceError` unless it is a regular file.
+
+    A FIFO, socket or device (``/dev/zero``) would block or never end when read; the check is
+    made on the opened descriptor (non-blocking open, then ``fstat``), so a file swapped
+    between a check and the read cannot slip through.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SourceError(f"{path}: not a regular file (a FIFO, socket, device or folder)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -1,0 +1,104 @@
+"""Analyse every model of a manifest, re-using cached reports.
+
+Each model is analysed in its own error scope: a model file that is missing or cannot be
+analysed becomes a ``missing`` or ``failed`` result with the reason (naming the manifest line),
+and the other models are still analysed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from alphahat.analysis import AnalysisOptions, run_analysis
+from alphahat.compare.cache import ReportCache, cache_key
+from alphahat.compare.manifest import Manifest, ManifestRow
+from alphahat.errors import AlphahatError
+from alphahat.report import Report
+from alphahat.sources import open_source
+from alphahat.sources.safetensors_files import INDEX_SUFFIX
+
+ModelStatus = Literal["analysed", "cached", "failed", "missing"]
+#: Called before each model with (models done, total, model as written in the manifest).
+ModelProgress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One manifest row and what its analysis gave (``report`` is None unless it ran)."""
+
+    row: ManifestRow
+    status: ModelStatus
+    report: Report | None = None
+    reason: str = ""
+
+    @property
+    def usable(self) -> bool:
+        """Whether the model has a report with at least one fitted layer."""
+        return self.report is not None and self.status in ("analysed", "cached")
+
+
+def _source_files(path: Path, unsafe_load: bool) -> tuple[Path, ...]:
+    """The files a model's analysis reads (a plain file without opening it)."""
+    if path.is_file():
+        return (path,)
+    with open_source(path, unsafe_load=unsafe_load) as source:
+        files = tuple(source.files)
+    return (*files, *sorted(path.glob(f"*{INDEX_SUFFIX}")))
+
+
+def analyse_model(
+    row: ManifestRow,
+    options: AnalysisOptions,
+    *,
+    cache: ReportCache | None = None,
+    unsafe_load: bool = False,
+) -> ModelResult:
+    """Analyse (or load from ``cache``) the model of one manifest row; never raises for it."""
+    if not row.path.exists():
+        return ModelResult(row, "missing", reason=f"{row.where}: {row.path}: no such file")
+    try:
+        key = None
+        if cache is not None:
+            files = _source_files(row.path, unsafe_load)
+            key = cache_key(row.path, files, options.as_dict())
+            cached = cache.load(key)
+            if cached is not None:
+                return _checked(row, "cached", cached)
+        with open_source(row.path, unsafe_load=unsafe_load) as source:
+            report = run_analysis(source, options)
+        if cache is not None and key is not None:
+            cache.store(key, report)
+    except (AlphahatError, ValueError, OSError, MemoryError) as exc:
+        return ModelResult(row, "failed", reason=f"{row.where}: {exc}")
+    return _checked(row, "analysed", report)
+
+
+def _checked(row: ManifestRow, status: ModelStatus, report: Report) -> ModelResult:
+    if report.summary().model.num_layers == 0:
+        return ModelResult(
+            row, "failed", report, f"{row.where}: no layer could be fitted (see its report)"
+        )
+    return ModelResult(row, status, report)
+
+
+def analyse_manifest(
+    manifest: Manifest,
+    options: AnalysisOptions,
+    *,
+    cache: ReportCache | None = None,
+    unsafe_load: bool = False,
+    progress: ModelProgress | None = None,
+) -> list[ModelResult]:
+    """:func:`analyse_model` for every row of ``manifest``, in order."""
+    results = []
+    total = len(manifest.rows)
+    for done, row in enumerate(manifest.rows):
+        if progress is not None:
+            progress(done, total, row.model)
+        results.append(analyse_model(row, options, cache=cache, unsafe_load=unsafe_load))
+    if progress is not None:
+        progress(total, total, "")
+    return results

@@ -1,0 +1,627 @@
+"""``WeightWatcher``: the reference tool's class (weightwatcher 0.7.7) on top of alphahat.
+
+Every method takes the reference tool's arguments and returns what it returns (DataFrames with
+its column names, dicts, arrays), computed by :func:`alphahat.analyze` and friends. Layer ids and
+names follow the reference tool's numbering for ``torch.nn.Module`` models (the position in
+``named_modules()``, name = last component of the module path) and state dicts (the position
+among ``.weight`` keys, from 1); other inputs use alphahat's ids and names.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphahat._imports import loaded
+
+logger = logging.getLogger("alphahat.compat")
+
+#: Reference layer types of alphahat kinds (what the reference tool calls them).
+_TYPE_OF_KIND = {
+    "linear": "dense",
+    "embedding": "embedding",
+    "conv1d": "conv1d",
+    "conv2d": "conv2d",
+}
+_REFERENCE_TYPES = ("dense", "conv1d", "conv2d", "embedding", "norm")
+#: Reference defaults that differ from alphahat's.
+DEFAULT_MAX_EVALS = 15000
+DEFAULT_MAX_N = 50000
+DEFAULT_MIN_EVALS = 8
+WEAK_RANK_LOSS_TOLERANCE = 1e-6
+#: Options accepted for compatibility and ignored (they only affect plots or speed).
+_IGNORED = ("plot", "savefig", "svd_method", "channels", "deltas", "sparsify", "pl_package")
+_NOT_SUPPORTED = ("intra", "stacked", "peft", "inverse", "base_model", "glorot_fix")
+_SMOOTHING_METHODS = {
+    "svd": "svd",
+    "detX": "detX",
+    "detx": "detX",
+    "rmt": "mp_spikes",
+    "alpha_min": "pl_spikes",
+}
+
+
+@dataclass(frozen=True)
+class _ReferenceLayer:
+    """How the reference tool names one layer."""
+
+    layer_id: int
+    name: str
+    longname: str
+    layer_type: str
+
+
+def _module_type(module: Any, torch: Any) -> str | None:
+    """The reference tool's type of a module (its isinstance / class-name-substring rules)."""
+    typestr = str(type(module)).lower()
+    nn = torch.nn
+    if isinstance(module, nn.Linear) or "linear" in typestr:
+        return "dense"
+    if isinstance(module, nn.Conv1d) or "conv1d" in typestr:
+        return "conv1d"
+    if isinstance(module, nn.Conv2d) or "conv2d" in typestr:
+        return "conv2d"
+    if isinstance(module, nn.Embedding) or "embedding" in typestr:
+        return "embedding"
+    if "norm" in typestr:
+        return "norm"
+    return None
+
+
+def _reference_layers(model: Any, start_ids: int) -> dict[str, _ReferenceLayer] | None:
+    """Weight tensor name → the reference tool's id, name, longname and type (None: unknown)."""
+    torch = loaded("torch")
+    out: dict[str, _ReferenceLayer] = {}
+    if torch is not None and isinstance(model, torch.nn.Module):
+        for index, (longname, module) in enumerate(model.named_modules()):
+            kind = _module_type(module, torch)
+            weight = getattr(module, "weight", None)
+            if kind is None or not isinstance(weight, torch.Tensor) or not longname:
+                continue
+            name = longname.split(".")[-1]
+            out[f"{longname}.weight"] = _ReferenceLayer(index + start_ids, name, longname, kind)
+        return out
+    if isinstance(model, Mapping):
+        layer_id = start_ids if start_ids else 1
+        for key, value in model.items():
+            if not str(key).endswith(".weight"):
+                continue
+            ndim = len(getattr(value, "shape", ()))
+            kind = {2: "dense", 4: "conv2d"}.get(ndim, "unknown")
+            longname = str(key)[: -len(".weight")]
+            out[str(key)] = _ReferenceLayer(layer_id, longname, longname, kind)
+            layer_id += 1
+        return out
+    return None
+
+
+def _filters(layers: Any) -> tuple[list[int], list[str], list[str]]:
+    """The reference tool's ``layers`` argument: ids, layer types, names."""
+    if layers is None:
+        return [], [], []
+    if isinstance(layers, numbers.Integral | str):
+        layers = [layers]
+    ids, types, names = [], [], []
+    for item in layers:
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            ids.append(int(item))
+        elif isinstance(item, str) and item in _REFERENCE_TYPES:
+            types.append(item)
+        elif isinstance(item, str):
+            names.append(item)
+        else:
+            raise ValueError(f"layers: cannot filter by {item!r} (ids, layer types or names)")
+    if ids and min(ids) < 0 < max(ids):
+        raise ValueError(f"layers: ids must be all ≥ 0 (keep) or all < 0 (skip); got {ids}")
+    if (
+        names
+        and any(n.startswith("-") for n in names)
+        and not all(n.startswith("-") for n in names)
+    ):
+        raise ValueError(f"layers: names must be all to keep or all '-name' to skip; got {names}")
+    return ids, types, names
+
+
+def _selected(layer: _ReferenceLayer, filters: tuple[list[int], list[str], list[str]]) -> bool:
+    ids, types, names = filters
+    keep = True
+    if types:
+        keep = layer.layer_type in types
+    if ids:
+        keep = layer.layer_id in ids if min(ids) >= 0 else -layer.layer_id not in ids
+    if names:
+        skip = names[0].startswith("-")
+        keep = f"-{layer.name}" not in names if skip else layer.name in names
+    return keep
+
+
+class WeightWatcher:
+    """The reference tool's ``WeightWatcher`` class, computed by alphahat.
+
+    >>> from alphahat.compat import WeightWatcher   # instead of: import weightwatcher as ww
+    >>> watcher = WeightWatcher(model=model)        # doctest: +SKIP
+    >>> details = watcher.analyze(mp_fit=True)       # doctest: +SKIP
+    >>> watcher.get_summary(details)                 # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        framework: Any = None,
+        base_model: Any = None,
+        log_level: Any = None,
+    ) -> None:
+        if base_model is not None:
+            raise NotImplementedError(
+                "base_model (analysing W − W_base) is not supported by alphahat.compat; "
+                "analyse the difference of the two state dicts instead"
+            )
+        self.model = model
+        self.framework = framework
+        self.details: pd.DataFrame | None = None
+
+    def __repr__(self) -> str:
+        return f"<alphahat.compat.WeightWatcher model={type(self.model).__name__}>"
+
+    # ------------------------------------------------------------------ helpers
+
+    def _model(self, model: Any) -> Any:
+        if model is not None:
+            self.model = model
+        if self.model is None:
+            raise ValueError("no model: pass model= to WeightWatcher(...) or to this method")
+        return self.model
+
+    def _plan(
+        self,
+        model: Any,
+        *,
+        layers: Any,
+        min_evals: int,
+        max_evals: int | None,
+        max_N: int,
+        pool: bool,
+        start_ids: int,
+        conv_scale: str,
+    ) -> tuple[pd.DataFrame, dict[str, _ReferenceLayer]]:
+        """Describe rows of the layers the reference tool would analyse, in its order."""
+        from alphahat.analysis import describe
+
+        described = describe(model, min_evals=0, conv_scale=conv_scale)  # type: ignore[arg-type]
+        described = described[described["status"] == "analysed"]
+        reference = _reference_layers(model, start_ids)
+        if reference is None:  # other inputs: alphahat's ids and names
+            reference = {
+                str(row.name): _ReferenceLayer(
+                    int(row.layer_id),
+                    str(row.name).removesuffix(".weight"),
+                    str(row.name).removesuffix(".weight"),
+                    _TYPE_OF_KIND.get(str(row.kind), str(row.kind)),
+                )
+                for row in described.itertuples()
+            }
+        filters = _filters(layers)
+        keep = []
+        for row in described.itertuples():
+            layer = reference.get(str(row.name))
+            if layer is None or layer.layer_type not in ("dense", "conv1d", "conv2d", "embedding"):
+                continue
+            if not _selected(layer, filters):
+                continue
+            count = int(row.M) if (not pool) else int(row.num_evals)
+            if (min_evals and count < min_evals) or (max_evals and count > max_evals):
+                continue
+            if int(row.N) > max_N:
+                continue
+            keep.append(row.Index)
+        chosen = described.loc[keep].copy()
+        chosen["_id"] = [reference[str(n)].layer_id for n in chosen["name"]]
+        return chosen.sort_values("_id", kind="stable"), reference
+
+    # ------------------------------------------------------------------ analyze / describe
+
+    def analyze(
+        self,
+        model: Any = None,
+        layers: Any = None,
+        min_evals: int = DEFAULT_MIN_EVALS,
+        max_evals: int | None = DEFAULT_MAX_EVALS,
+        min_size: Any = None,
+        max_size: Any = None,
+        max_N: int = DEFAULT_MAX_N,
+        randomize: bool = False,
+        mp_fit: bool = False,
+        conv2d_norm: bool = True,
+        ww2x: bool = False,
+        pool: bool = True,
+        conv2d_fft: bool = False,
+        fft: bool = False,
+        vectors: bool = False,
+        fix_fingers: str | bool | None = False,
+        xmin_max: float | None = None,
+        max_fingers: int = 10,
+        finger_thresh: float = 1.0,
+        fit: str = "PL",
+        detX: bool = False,
+        ERG: bool = False,
+        tolerance: float = WEAK_RANK_LOSS_TOLERANCE,
+        start_ids: int = 0,
+        xmax: int | str | None = None,
+        seed: int = 0,
+        **ignored: Any,
+    ) -> pd.DataFrame:
+        """The reference tool's ``analyze``: one row per layer with its column names.
+
+        Extra: ``seed`` (the reference tool's ``randomize`` is unseeded). Plot options are
+        accepted and ignored; see docs/coming-from-weightwatcher.md for every option.
+        """
+        from alphahat.analysis import analyze
+
+        self._check_ignored(ignored)
+        model = self._model(model)
+        if ww2x:
+            pool = False
+        fft = bool(fft or conv2d_fft)
+        fit_kind = {"PL": "PL", "power_law": "PL", "TPL": "TPL"}.get(fit, fit)
+        if fit == "truncated_power_law":
+            fit_kind = "TPL"
+        xmax_clip = None if xmax in (None, False, "force") else xmax
+        chosen, reference = self._plan(
+            model,
+            layers=layers,
+            min_evals=min_evals,
+            max_evals=max_evals,
+            max_N=max_N,
+            pool=pool,
+            start_ids=start_ids,
+            conv_scale="reference" if conv2d_norm else "none",
+        )
+        names = chosen["name"].tolist()
+        if not names:
+            self.details = pd.DataFrame(columns=["layer_id", "name"])
+            return self.details
+        report = analyze(
+            model,
+            layers=names,
+            min_evals=0,
+            conv_scale="reference" if conv2d_norm else "none",
+            keep_eigenvalues=True,
+            fit=fit_kind,
+            fix_fingers=fix_fingers or None,
+            xmin_max=xmin_max,
+            max_fingers=max_fingers,
+            finger_thresh=finger_thresh,
+            xmax=xmax_clip,
+            mp_fit=mp_fit,
+            randomize=randomize,
+            seed=seed,
+            detX=bool(detX or ERG),
+            vectors=vectors,
+            pool=pool,
+            fft=fft,
+        )
+        rows = []
+        records: list[dict[str, Any]] = report.details.to_dict("records")  # type: ignore[assignment]
+        for row in records:
+            tensor = str(row["name"]).split(" [")[0]
+            evals = np.asarray(report.eigenvalues.get(str(row["name"]), np.empty(0)))
+            rows.append(self._reference_row(row, reference[tensor], evals, tolerance))
+        details = pd.DataFrame(rows)
+        lead = ["layer_id", "name"]
+        details = details[lead + sorted(c for c in details.columns if c not in lead)]
+        self.details = details
+        return details
+
+    @staticmethod
+    def _check_ignored(ignored: Mapping[str, Any]) -> None:
+        for key, value in ignored.items():
+            if key in _NOT_SUPPORTED:
+                if value:
+                    raise NotImplementedError(
+                        f"{key}={value!r} is not supported by alphahat.compat "
+                        "(see docs/coming-from-weightwatcher.md)"
+                    )
+            elif key in _IGNORED:
+                if value not in (None, False, "ww", "accurate", "fast"):
+                    logger.info("%s=%r has no effect in alphahat.compat", key, value)
+            else:
+                raise TypeError(f"analyze() got an unexpected keyword argument {key!r}")
+
+    @staticmethod
+    def _reference_row(
+        row: Mapping[str, Any], layer: _ReferenceLayer, evals: np.ndarray, tolerance: float
+    ) -> dict[str, Any]:
+        fitted = row["status"] == "fitted"
+        lambda_max = float(row["lambda_max"])
+        out: dict[str, Any] = {
+            "layer_id": layer.layer_id,
+            "name": layer.name,
+            "longname": layer.longname,
+            "layer_type": layer.layer_type,
+            "N": int(row["N"]),
+            "M": int(row["M"]),
+            "rf": int(row["num_matrices"]),
+            "Q": float(row["Q"]),
+            "has_esd": True,
+            "num_evals": int(row["num_evals"]),
+            "sv_max": math.sqrt(lambda_max) if math.isfinite(lambda_max) else math.nan,
+            "sv_min": math.sqrt(float(evals.min())) if evals.size else math.nan,
+            "rank_loss": (
+                int(row["num_evals"]) - int(row["matrix_rank"])
+                if row["matrix_rank"] is not None and not pd.isna(row["matrix_rank"])
+                else None
+            ),
+            "weak_rank_loss": int(np.count_nonzero(evals < tolerance)),
+            "spectral_norm": lambda_max,
+            "status": "success" if fitted else "failed",
+        }
+        skip = {"name", "kind", "shape", "dtype", "note", "num_matrices", "reason", "status"}
+        for key, value in row.items():
+            if key not in skip and key not in out:
+                out[key] = value
+        if "slice_id" in row and row["slice_id"] is not None and not pd.isna(row["slice_id"]):
+            out["slice_id"] = int(row["slice_id"])
+        if "detX_num" in row:
+            out["num_ERG_spikes"] = row["detX_num"]
+            norm, n = float(row["norm"]), int(row["num_evals"])
+            out["detX_val_unrescaled"] = float(row["detX_val"]) * n / norm if norm else math.nan
+        return out
+
+    def describe(
+        self,
+        model: Any = None,
+        layers: Any = None,
+        min_evals: int = DEFAULT_MIN_EVALS,
+        max_evals: int | None = DEFAULT_MAX_EVALS,
+        min_size: Any = None,
+        max_size: Any = None,
+        max_N: int = DEFAULT_MAX_N,
+        ww2x: bool = False,
+        pool: bool = True,
+        conv2d_norm: bool = True,
+        start_ids: int = 0,
+        **ignored: Any,
+    ) -> pd.DataFrame:
+        """The reference tool's ``describe``: the layers ``analyze`` would analyse."""
+        self._check_ignored(ignored)
+        model = self._model(model)
+        pool = pool and not ww2x
+        chosen, reference = self._plan(
+            model,
+            layers=layers,
+            min_evals=min_evals,
+            max_evals=max_evals,
+            max_N=max_N,
+            pool=pool,
+            start_ids=start_ids,
+            conv_scale="reference" if conv2d_norm else "none",
+        )
+        rows = []
+        records: list[dict[str, Any]] = chosen.to_dict("records")  # type: ignore[assignment]
+        for row in records:
+            layer = reference[str(row["name"])]
+            N, M, count = int(row["N"]), int(row["M"]), int(row["num_matrices"])
+            slices = count if not pool and row["kind"] == "conv2d" else 1
+            for slice_id in range(slices):
+                entry = {
+                    "layer_id": layer.layer_id,
+                    "name": layer.name,
+                    "M": M,
+                    "N": N,
+                    "Q": N / M,
+                    "layer_type": layer.layer_type,
+                    "longname": layer.longname,
+                    "num_evals": M if not pool else int(row["num_evals"]),
+                    "rf": count,
+                }
+                if not pool:
+                    entry["slice_id"] = slice_id
+                rows.append(entry)
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return pd.DataFrame(columns=["layer_id", "name"])
+        lead = ["layer_id", "name"]
+        return frame[lead + sorted(c for c in frame.columns if c not in lead)]
+
+    def get_details(self) -> pd.DataFrame | None:
+        """The details of the last :meth:`analyze`."""
+        return self.details
+
+    def get_summary(self, details: pd.DataFrame | None = None) -> dict[str, float]:
+        """Means of the summary metrics over the rows (failed fits are NaN, so left out)."""
+        if details is None:
+            details = self.details
+        metrics = (
+            "log_norm",
+            "alpha",
+            "alpha_weighted",
+            "log_alpha_norm",
+            "log_spectral_norm",
+            "stable_rank",
+            "mp_softrank",
+        )
+        if details is None:
+            return {}
+        return {m: float(details[m].mean()) for m in metrics if m in details.columns}
+
+    # ------------------------------------------------------------------ single layers
+
+    def _tensor_name(self, model: Any, layer: Any) -> str:
+        described = self.describe(model=model, min_evals=0, max_evals=None, max_N=2**62)
+        if isinstance(layer, numbers.Integral):
+            match = described[described["layer_id"] == int(layer)]
+        else:
+            match = described[described["name"] == layer]
+            if match.empty:
+                match = described[described["longname"] == layer]
+        if match.empty:
+            raise ValueError(f"no analysable layer {layer!r} in this model")
+        return f"{match.iloc[0]['longname']}.weight"
+
+    def get_ESD(
+        self, model: Any = None, layer: Any = None, random: bool = False, seed: int = 0, **_: Any
+    ) -> np.ndarray:
+        """The eigenvalues of one layer (by reference id or name), or of its shuffled W."""
+        from alphahat.layers import LayerFilter, layer_matrices, plan_tensors
+        from alphahat.sources import open_source
+        from alphahat.spectrum import layer_spectrum
+        from alphahat.spectrum.randomize import default_replicas, layer_seed, randomized_spectrum
+
+        model = self._model(model)
+        tensor = self._tensor_name(model, layer)
+        with open_source(model) as source:
+            plans = plan_tensors(
+                source.tensors(), layer_filter=LayerFilter(names=(tensor,)), min_evals=0
+            )
+            plan = next(p for p in plans if p.ref.name == tensor and p.status == "analyse")
+            values = plan.ref.load()
+            matrices = layer_matrices(values, plan)
+            if not random:
+                return layer_spectrum(matrices, plan.scale).eigenvalues
+            shuffled = randomized_spectrum(
+                [values] if values.ndim == 2 else matrices,
+                plan.scale,
+                seed=layer_seed(seed, tensor),
+                replicas=default_replicas(plan.num_evals),
+            )
+            return np.asarray(shuffled.eigenvalues)
+
+    # ------------------------------------------------------------------ distances, smoothing
+
+    def distances(
+        self,
+        model_1: Any,
+        model_2: Any,
+        method: str = "raw",
+        layers: Any = None,
+        start_ids: int = 0,
+        pool: bool = True,
+        channels: Any = None,
+    ) -> tuple[float, float, pd.DataFrame]:
+        """(mean ΔW, mean Δb, per-layer frame) between two models of the same architecture."""
+        from alphahat.distances import distances
+
+        method = (method or "raw").lower()
+        if method not in ("raw", "euclidean", "cka"):
+            raise ValueError(f"method must be 'raw', 'euclidean' or 'cka'; got {method!r}")
+        table = distances(model_1, model_2)
+        reference = _reference_layers(model_1, start_ids) or {}
+        filters = _filters(layers)
+        rows = []
+        records: list[dict[str, Any]] = table.to_dict("records")  # type: ignore[assignment]
+        for row in records:
+            tensor = str(row["name"])
+            layer = reference.get(tensor) or _ReferenceLayer(
+                int(row["layer_id"]),
+                tensor.removesuffix(".weight"),
+                tensor.removesuffix(".weight"),
+                _TYPE_OF_KIND.get(str(row["kind"]), str(row["kind"])),
+            )
+            if not _selected(layer, filters):
+                continue
+            column = {"raw": "delta_W", "euclidean": "euclidean", "cka": "cka"}[method]
+            value = float(row[column])
+            rows.append(
+                {
+                    "method": method,
+                    "layer_id": layer.layer_id,
+                    "name": layer.name,
+                    # the reference's "cka" is √CKA: ‖AᵀB‖_F / √(‖AᵀA‖_F ‖BᵀB‖_F)
+                    "delta_W": math.sqrt(value) if method == "cka" else value,
+                    "delta_b": row["delta_b"] if method == "raw" else 0.0,
+                    "M": row["M"],
+                    "N": row["N"],
+                    "b_shape": row["b_shape"] if method == "raw" else "unknown",
+                    "longname": layer.longname,
+                }
+            )
+        frame = pd.DataFrame(rows).set_index("layer_id")
+        return float(frame["delta_W"].mean()), float(frame["delta_b"].mean()), frame
+
+    def SVDSmoothing(  # noqa: N802 (the reference tool's name)
+        self,
+        model: Any = None,
+        percent: float = 0.8,
+        pool: bool = True,
+        layers: Any = None,
+        method: str = "detX",
+        fit: str = "PL",
+        plot: bool = False,
+        start_ids: int = 0,
+        svd_method: str = "fast",
+    ) -> Any:
+        """A smoothed copy of the model (the reference edits the model in place; this never does).
+
+        ``method``: ``"svd"`` keeps the top ``percent`` of the singular components, ``"detX"``
+        the det X = 1 tail, ``"rmt"`` the MP spikes, ``"alpha_min"`` the power-law tail.
+        """
+        return self._smoothed(model, layers, start_ids, _SMOOTHING_METHODS.get(method), percent)
+
+    def SVDSharpness(  # noqa: N802 (the reference tool's name)
+        self,
+        model: Any = None,
+        pool: bool = True,
+        layers: Any = None,
+        plot: bool = False,
+        start_ids: int = 0,
+    ) -> Any:
+        """A copy of the model with each layer's correlation traps (top components) removed."""
+        return self._smoothed(model, layers, start_ids, "sharpen", 0.0)
+
+    def _smoothed(
+        self, model: Any, layers: Any, start_ids: int, method: str | None, percent: float
+    ) -> Any:
+        from alphahat.smoothing import svd_smoothing
+
+        if method is None:
+            raise ValueError(f"method must be one of {', '.join(map(repr, _SMOOTHING_METHODS))}")
+        model = self._model(model)
+        reference = _reference_layers(model, start_ids)
+        names = None
+        if reference is not None:
+            filters = _filters(layers)
+            names = [
+                tensor
+                for tensor, layer in reference.items()
+                if layer.layer_type in ("dense", "conv1d", "conv2d", "embedding")
+                and _selected(layer, filters)
+            ]
+        result = svd_smoothing(model, method=method, percent=percent, layers=names)  # type: ignore[arg-type]
+        return _with_weights(model, result.weights)
+
+
+def _with_weights(model: Any, weights: Mapping[str, np.ndarray]) -> Any:
+    """A copy of ``model`` (module or mapping) with the given tensors replaced."""
+    torch = loaded("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        clone = copy.deepcopy(model)
+        params = dict(clone.named_parameters(remove_duplicate=False))
+        with torch.no_grad():
+            for name, value in weights.items():
+                if name in params:
+                    target = params[name]
+                    target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
+        return clone
+    if isinstance(model, Mapping):
+        out: dict[str, Any] = {}
+        for name, value in model.items():
+            if name in weights:
+                new = weights[name]
+                if torch is not None and isinstance(value, torch.Tensor):
+                    new = torch.from_numpy(np.ascontiguousarray(new)).to(value.dtype)
+                out[name] = new
+            else:
+                out[name] = value
+        return out
+    return dict(weights)
+
+
+__all__ = ["WeightWatcher"]

@@ -1,0 +1,130 @@
+"""Resource limits: skip (with the reason) a layer too large to process, before reading it.
+
+A layer's matrices and its memory footprint are known from the header alone, so a limit is
+checked at planning time and the tensor is never loaded: a forged or simply huge tensor
+becomes a ``skipped`` row instead of an out-of-memory kill that would lose every other layer.
+
+The memory estimate (bytes) of one layer, with its matrices N × M (N ≥ M), ``k`` of them:
+
+    numel · (itemsize + 4 if bfloat16)      the tensor as read (bfloat16 widened to float32)
+  + 3 · 8 · N · M                           float64 copy, scaled copy, LAPACK's working copy
+  + 8 · (N + 8 · M)                         LAPACK ``gesdd`` workspace (no singular vectors)
+  + 320 · M · k                             the M·k eigenvalues and the power-law fit's
+                                            working arrays (measured: about 250 bytes each)
+  + 1 MiB                                   fixed overhead (Python objects, the row)
+
+It describes the default CPU SVD; it is an estimate, not a bound enforced by the OS
+(``tests/hostile`` checks it against the peak that ``tracemalloc`` measures).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from alphahat.sources.base import TensorRef
+
+#: Bytes per element of the weight dtypes as stored.
+_ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_OVERHEAD = 2**20
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+def parse_byte_size(value: int | str, name: str = "max_memory") -> int:
+    """Bytes from ``8GiB``, ``512MB``, ``1.5G``, ``1e9`` or an integer.
+
+    kB/MB/GB/TB are powers of 1000; KiB/MiB/GiB/TiB and the bare K/M/G/T powers of 1024.
+
+    Raises:
+        ValueError: not a positive size; the message names ``name`` and the accepted forms.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a size in bytes such as 8GiB, 512MB or 1000000")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.match(str(value))
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in _UNITS:
+            raise ValueError(
+                f"{name} must be a size in bytes such as 8GiB, 512MB or 1000000; got {value!r}"
+            )
+        size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1:
+        raise ValueError(f"{name} must be at least 1 byte; got {value!r}")
+    return size
+
+
+def format_bytes(size: int) -> str:
+    """``1536`` → ``1.5 KiB`` (powers of 1024)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Limits on one layer: elements of one matrix (N·M) and estimated peak memory (bytes)."""
+
+    max_matrix_elements: int | None = None
+    max_memory: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_matrix_elements", "max_memory"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ValueError(f"{name} must be None or an integer ≥ 1; got {value!r}")
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is limited."""
+        return self.max_matrix_elements is None and self.max_memory is None
+
+
+def estimated_peak_bytes(ref: TensorRef, N: int, M: int, num_matrices: int) -> int:
+    """Estimated peak memory of analysing a layer (the formula in the module docstring)."""
+    itemsize = _ITEMSIZE.get(ref.dtype, 8) + (4 if ref.dtype == "bfloat16" else 0)
+    tensor = math.prod(ref.shape) * itemsize
+    return tensor + 3 * 8 * N * M + 8 * (N + 8 * M) + 320 * M * num_matrices + _OVERHEAD
+
+
+def limit_reason(
+    ref: TensorRef, N: int, M: int, num_matrices: int, limits: ResourceLimits
+) -> str | None:
+    """Why a layer exceeds ``limits`` (the skip reason), or None when it is within them."""
+    elements = N * M
+    if limits.max_matrix_elements is not None and elements > limits.max_matrix_elements:
+        return (
+            f"too large: {N}×{M} = {elements} elements per matrix > "
+            f"max_matrix_elements={limits.max_matrix_elements}"
+        )
+    if limits.max_memory is not None:
+        peak = estimated_peak_bytes(ref, N, M, num_matrices)
+        if peak > limits.max_memory:
+            return (
+                f"too large: needs about {format_bytes(peak)} > "
+                f"max_memory={format_bytes(limits.max_memory)}"
+            )
+    return None

@@ -1,0 +1,232 @@
+"""Layer semantics: what a tensor means beyond its shape, decided from names, siblings and kinds.
+
+* **Mixture-of-Experts**: a 3-D weight ``[experts, out, in]`` whose name has an ``experts``
+  component (``mlp.experts.gate_up_proj``, ``block_sparse_moe.experts.w1``) is analysed as one
+  matrix per expert, ``name [expert e]``.
+* **Stacked RNN directions**: a 3-D ``rnn`` weight (ONNX ``LSTM``/``GRU``/``RNN``:
+  ``[directions, gates·hidden, in]``) is one matrix per direction, ``name [direction d]``.
+* **Fused QKV** (opt-in, ``split_fused``): ``in_proj_weight`` (``nn.MultiheadAttention``),
+  ``c_attn`` (GPT-2, stored (in, 3·out)), ``qkv_proj``, ``qkv``, ``Wqkv``, ``to_qkv`` are split
+  into three equal contiguous blocks along the output axis, ``name [q]``, ``[k]``, ``[v]``.
+  ``query_key_value`` (GPT-NeoX, BLOOM, Falcon) interleaves q/k/v per head, so it is split only
+  when the number of heads is given (``fused_heads``); otherwise it stays whole and says why.
+* **Quantized checkpoints**: GPTQ/AWQ ``qweight`` (8 four-bit values packed per int32),
+  bitsandbytes 4-bit (``weight`` as packed uint8 with ``weight.quant_state.*``) are never read
+  as a matrix: skipped with the reason, their metadata (``qzeros``, ``scales``, ``g_idx``,
+  ``absmax``, ``quant_map``…) too. bitsandbytes LLM.int8 (``weight`` int8 with a ``SCB`` row
+  scale) is dequantized exactly: W = W_int8 · SCB[:, None] / 127, and labelled ``dequantized``.
+
+Nothing here reads a file: derived tensors wrap the original tensor's ``load()``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from alphahat.sources.base import FLOAT_DTYPES, TensorRef
+
+Array = npt.NDArray[np.generic]
+
+#: Last name component (before ``.weight``) of fused q/k/v projections split into equal blocks.
+FUSED_QKV_NAMES = frozenset({"c_attn", "qkv_proj", "qkv", "wqkv", "to_qkv"})
+#: Per-head interleaved fused projections (GPT-NeoX, BLOOM, Falcon).
+INTERLEAVED_QKV_NAMES = frozenset({"query_key_value"})
+_EXPERTS = re.compile(r"(^|\.)experts?(\.|$)")
+_RNN_NAME = re.compile(r"(^|\.)weight_(ih|hh)_l\d+(_reverse)?$")
+_PART = re.compile(r" \[[^\]]*\]$")
+
+_GPTQ_META = ("qzeros", "scales", "g_idx", "bias_scales")
+_BNB_META = ("absmax", "quant_map", "nested_absmax", "nested_quant_map", "quant_state")
+
+
+def base_name(name: str) -> str:
+    """The tensor name without a bracketed part: ``x.weight [expert 3]`` → ``x.weight``."""
+    return _PART.sub("", name)
+
+
+def is_rnn_name(name: str) -> bool:
+    """``weight_ih_l0``, ``weight_hh_l2_reverse``: PyTorch RNN/LSTM/GRU weight matrices."""
+    return _RNN_NAME.search(name) is not None
+
+
+def _owner_and_attr(name: str) -> tuple[str, str]:
+    owner, _, attr = name.rpartition(".")
+    return owner, attr
+
+
+def quantization_skip(ref: TensorRef, names: Collection[str]) -> str | None:
+    """Why a tensor of a quantized checkpoint is not analysed as a matrix, or None."""
+    owner, attr = _owner_and_attr(ref.name)
+    if attr == "qweight":
+        return (
+            f"GPTQ/AWQ packed quantized weights ({ref.dtype}, several 4-bit values per "
+            "integer): never read as a matrix; no dequantizer for this layout here"
+        )
+    if attr in _GPTQ_META and f"{owner}.qweight" in names:
+        return f"quantization metadata ({attr}) of {owner}.qweight"
+    if attr == "SCB" and f"{owner}.weight" in names:
+        return f"LLM.int8 row scales of {owner}.weight (used to dequantize it)"
+    if attr == "weight_format" and f"{owner}.weight" in names:
+        return f"bitsandbytes layout tag of {owner}.weight"
+    # bitsandbytes 4-bit: x.weight.absmax, x.weight.quant_map, x.weight.quant_state.…
+    parts = ref.name.split(".")
+    for i, part in enumerate(parts):
+        if part in _BNB_META and i > 0 and ".".join(parts[:i]) in names:
+            return f"bitsandbytes quantization state ({part}) of {'.'.join(parts[:i])}"
+    prefix = f"{ref.name}.quant_state."
+    if ref.dtype in ("uint8", "int8") and any(n.startswith(prefix) for n in names):
+        kind = next(n for n in names if n.startswith(prefix)).rsplit("__", 1)[-1]
+        return (
+            f"bitsandbytes 4-bit ({kind}) packed weights ({ref.dtype}, two values per byte): "
+            "never read as a matrix; no dequantizer for this layout here"
+        )
+    return None
+
+
+def dequantize_int8(
+    ref: TensorRef, names: Collection[str], refs: dict[str, TensorRef]
+) -> TensorRef:
+    """An LLM.int8 weight (int8 + ``SCB`` row scales) as float32 W·SCB/127; others unchanged."""
+    owner, attr = _owner_and_attr(ref.name)
+    scb = refs.get(f"{owner}.SCB")
+    if attr != "weight" or ref.dtype != "int8" or ref.ndim != 2 or scb is None:
+        return ref
+    if scb.shape != (ref.shape[0],) or scb.dtype not in FLOAT_DTYPES:
+        return replace(ref, problem=f"LLM.int8 scales {scb.name} have shape {scb.shape}")
+
+    def load() -> Array:
+        weights = np.asarray(ref.load(), dtype=np.float32)
+        scales = np.asarray(scb.load(), dtype=np.float32)
+        out: Array = weights * (scales[:, None] / np.float32(127.0))
+        return out
+
+    return replace(
+        ref, dtype="float32", load=load, note="dequantized (LLM.int8: W·SCB/127)", module_kind=None
+    )
+
+
+def _index_loader(load: Callable[[], Array], index: int) -> Callable[[], Array]:
+    def part() -> Array:
+        values: Array = load()[index]
+        return values
+
+    return part
+
+
+def _block_loader(
+    load: Callable[[], Array], axis: int, start: int, stop: int
+) -> Callable[[], Array]:
+    def part() -> Array:
+        values = load()
+        block: Array = values[start:stop] if axis == 0 else values[:, start:stop]
+        return block
+
+    return part
+
+
+def _interleaved_loader(load: Callable[[], Array], heads: int, which: int) -> Callable[[], Array]:
+    def part() -> Array:
+        values = load()
+        rows, cols = values.shape
+        per_head = values.reshape(heads, 3, rows // (3 * heads), cols)
+        block: Array = per_head[:, which].reshape(rows // 3, cols)
+        return block
+
+    return part
+
+
+def _parts_along_first_axis(ref: TensorRef, label: str, kind: str | None) -> list[TensorRef]:
+    return [
+        replace(
+            ref,
+            name=f"{ref.name} [{label} {i}]",
+            shape=ref.shape[1:],
+            load=_index_loader(ref.load, i),
+            module_kind=kind,
+            note=(f"{ref.note}; " if ref.note else "") + f"{label} {i} of {list(ref.shape)}",
+        )
+        for i in range(ref.shape[0])
+    ]
+
+
+def fused_qkv_note(ref: TensorRef, fused_heads: int | None) -> str | None:
+    """Why a fused q/k/v weight is left whole (None when it can be split)."""
+    owner, attr = _owner_and_attr(ref.name)
+    module = owner.rsplit(".", 1)[-1].lower()
+    if module in INTERLEAVED_QKV_NAMES and attr == "weight" and fused_heads is None:
+        return "fused q/k/v interleaved per head: pass fused_heads to split it"
+    return None
+
+
+def _split_qkv(ref: TensorRef, fused_heads: int | None) -> list[TensorRef] | None:
+    owner, attr = _owner_and_attr(ref.name)
+    module = owner.rsplit(".", 1)[-1].lower()
+    if ref.ndim != 2:
+        return None
+    if attr == "in_proj_weight" or (attr == "weight" and module in FUSED_QKV_NAMES):
+        # GPT-2's Conv1D stores (in, 3·out); everything else (3·out, in)
+        axis = 1 if module == "c_attn" else 0
+        size = ref.shape[axis]
+        if size % 3:
+            return None
+        third = size // 3
+        shape = (ref.shape[0], third) if axis else (third, ref.shape[1])
+        return [
+            replace(
+                ref,
+                name=f"{ref.name} [{label}]",
+                shape=shape,
+                load=_block_loader(ref.load, axis, i * third, (i + 1) * third),
+                module_kind="linear",
+                note=(f"{ref.note}; " if ref.note else "") + f"{label} block of fused q/k/v",
+            )
+            for i, label in enumerate("qkv")
+        ]
+    if attr == "weight" and module in INTERLEAVED_QKV_NAMES and fused_heads:
+        rows = ref.shape[0]
+        if rows % (3 * fused_heads):
+            return None
+        return [
+            replace(
+                ref,
+                name=f"{ref.name} [{label}]",
+                shape=(rows // 3, ref.shape[1]),
+                load=_interleaved_loader(ref.load, fused_heads, i),
+                module_kind="linear",
+                note=(f"{ref.note}; " if ref.note else "")
+                + f"{label} of fused q/k/v interleaved over {fused_heads} heads",
+            )
+            for i, label in enumerate("qkv")
+        ]
+    return None
+
+
+def is_experts(ref: TensorRef) -> bool:
+    """A 3-D Mixture-of-Experts weight stored ``[experts, out, in]``."""
+    return ref.ndim == 3 and (
+        ref.module_kind == "experts"
+        or (ref.module_kind is None and _EXPERTS.search(ref.name) is not None)
+    )
+
+
+def expand(ref: TensorRef, *, split_fused: bool, fused_heads: int | None = None) -> list[TensorRef]:
+    """The matrices-to-be of one tensor: itself, or its experts / directions / q, k, v parts."""
+    if ref.skip_reason is not None or ref.problem is not None:
+        return [ref]
+    if is_experts(ref):
+        return _parts_along_first_axis(ref, "expert", "linear")
+    if ref.ndim == 3 and ref.module_kind == "rnn":
+        return _parts_along_first_axis(ref, "direction", "rnn")
+    if split_fused:
+        parts = _split_qkv(ref, fused_heads)
+        if parts is not None:
+            return parts
+        why = fused_qkv_note(ref, fused_heads)
+        if why is not None:
+            return [replace(ref, note=(f"{ref.note}; " if ref.note else "") + why)]
+    return [ref]

@@ -1,0 +1,567 @@
+"""Self-contained HTML: a page shell, sortable tables, and the model report.
+
+Everything a page needs is inside the one file: CSS and a small script inline, figures as
+``data:image/png;base64`` URIs. Nothing is fetched from the network (no CDN, no fonts, no
+external links in ``src``/``href``), so a report opens offline and can be mailed around.
+
+* :func:`html_page` — the shell (inline CSS + the table-sorting / drill-down script) around any
+  body; other pages (e.g. model comparisons) reuse it.
+* :func:`sortable_table` — a pandas DataFrame as a ``<table class="sortable">``: a click on a
+  header sorts by that column (numbers numerically, missing values last), a second click
+  reverses the order.
+* :func:`report_html` / :func:`write_html_report` — the per-model report: summary, warnings,
+  correlation flow and histograms, the per-layer table and per-layer fit diagnostics.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from alphahat._imports import require
+from alphahat._version import __version__
+from alphahat.report.io import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from alphahat.report import Report
+
+
+_CSS = """
+:root { color-scheme: light; --fg: #1f2328; --muted: #59636e; --line: #d1d9e0;
+  --head: #f6f8fa; --warn: #9a6700; --bad: #cf222e; --ok: #1a7f37; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+  margin: 0 auto; padding: 1.5rem 2rem 4rem; max-width: 1400px; }
+h1 { font-size: 1.6rem; margin: 0 0 .3rem; } h2 { font-size: 1.25rem; margin: 2rem 0 .6rem;
+  border-bottom: 1px solid var(--line); padding-bottom: .3rem; } h3 { font-size: 1.05rem; }
+.muted { color: var(--muted); } code { font-size: 90%; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid var(--line); padding: .25rem .5rem; vertical-align: top; }
+th { background: var(--head); text-align: left; white-space: nowrap; }
+td.num { text-align: right; white-space: nowrap; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th::after { content: " \\2195"; color: var(--muted); font-size: 80%; }
+table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; color: var(--fg); }
+table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; color: var(--fg); }
+tr.warn td { background: #fff8c5; } tr.bad td { background: #ffebe9; }
+.figures { display: flex; flex-wrap: wrap; gap: 1rem; }
+.figures figure { margin: 0; } img { max-width: 100%; height: auto; }
+figcaption { color: var(--muted); font-size: 90%; }
+details.layer { border: 1px solid var(--line); border-radius: 6px; margin: .4rem 0;
+  padding: .3rem .7rem; }
+details.layer[open] { background: #fbfbfc; } details > summary { cursor: pointer; }
+ul.warnings li.bad { color: var(--bad); } ul.warnings li.warn { color: var(--warn); }
+.note { border-left: 3px solid var(--line); padding-left: .7rem; color: var(--muted); }
+"""
+
+# Sorts any table.sortable by the clicked header (data-value holds the sort key; "" sorts last
+# in both directions; ties keep their original order) and opens a <details> that the URL
+# fragment points at, so the table's links drill down to a layer's figures.
+_SCRIPT = """
+(function () {
+  "use strict";
+  function keyOf(cell) {
+    var raw = cell.getAttribute("data-value");
+    if (raw === null) { raw = cell.textContent.trim(); }
+    if (raw === "") { return null; }
+    var num = Number(raw);
+    return isNaN(num) ? raw.toLowerCase() : num;
+  }
+  function compare(a, b) {
+    if (typeof a === typeof b) { return a < b ? -1 : (a > b ? 1 : 0); }
+    return typeof a === "number" ? -1 : 1;
+  }
+  function sortTable(th) {
+    var table = th.closest("table"), body = table.tBodies[0];
+    var col = Array.prototype.indexOf.call(th.parentNode.cells, th);
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    Array.prototype.forEach.call(th.parentNode.cells, function (c) {
+      c.removeAttribute("aria-sort");
+    });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var rows = Array.prototype.map.call(body.rows, function (row, i) {
+      return { row: row, key: keyOf(row.cells[col]), index: i };
+    });
+    rows.sort(function (x, y) {
+      if (x.key === null || y.key === null) {
+        return x.key === y.key ? x.index - y.index : (x.key === null ? 1 : -1);
+      }
+      var c = compare(x.key, y.key);
+      return (ascending ? c : -c) || x.index - y.index;
+    });
+    rows.forEach(function (r) { body.appendChild(r.row); });
+  }
+  document.addEventListener("click", function (event) {
+    var th = event.target.closest("table.sortable thead th");
+    if (th) { sortTable(th); }
+  });
+  document.addEventListener("keydown", function (event) {
+    var th = event.target.closest && event.target.closest("table.sortable thead th");
+    if (th && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault(); sortTable(th);
+    }
+  });
+  function openTarget() {
+    var id = decodeURIComponent(window.location.hash.slice(1));
+    var el = id ? document.getElementById(id) : null;
+    if (el && el.tagName === "DETAILS") { el.open = true; el.scrollIntoView(); }
+  }
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
+})();
+"""
+
+
+def html_page(title: str, body_html: str) -> str:
+    """A complete, self-contained HTML5 page: ``title``, inline CSS and script, ``body_html``.
+
+    ``body_html`` is inserted as is (escape user text yourself, e.g. with :func:`html.escape`).
+    Tables made by :func:`sortable_table` in it sort when a header is clicked; a link to
+    ``#id`` of a ``<details>`` element opens it.
+    """
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="alphahat {html.escape(__version__)}">\n'
+        f"<title>{html.escape(title)}</title>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n{body_html}\n"
+        f"<script>{_SCRIPT}</script>\n</body>\n</html>\n"
+    )
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, float | np.floating) and not math.isfinite(float(value))
+
+
+def format_cell(value: Any) -> str:
+    """Display text of one table cell (numbers to ~4 significant digits, missing as —)."""
+    if _is_missing(value):
+        if isinstance(value, float | np.floating) and not math.isnan(float(value)):
+            return "∞" if float(value) > 0 else "−∞"
+        return "—"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        small = v != 0 and abs(v) < 1e-3
+        return f"{v:.4g}" if abs(v) >= 1e5 or small else f"{v:.3f}"
+    return str(value)
+
+
+def _sort_key(value: Any) -> str:
+    if _is_missing(value):
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return str(int(bool(value)))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    return str(value)
+
+
+def sortable_table(
+    frame: pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    *,
+    table_id: str | None = None,
+    caption: str | None = None,
+    links: Mapping[str, Sequence[str | None]] | None = None,
+    row_classes: Sequence[str] | None = None,
+    formatter: Callable[[Any], str] = format_cell,
+) -> str:
+    """HTML of ``frame`` as a table that sorts when a header is clicked (needs :func:`html_page`).
+
+    Args:
+        frame: the rows to show.
+        columns: which columns, in order (default: all).
+        table_id: ``id`` attribute of the table.
+        caption: a caption (plain text; escaped here).
+        links: per column, one ``href`` per row (None: no link) wrapped around that cell.
+        row_classes: one CSS class per row (e.g. ``"warn"``, ``"bad"``, ``""``).
+        formatter: display text of a cell value; the sort key is the raw value.
+    """
+    cols = list(frame.columns if columns is None else columns)
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"sortable_table: no column(s) {missing} in the frame")
+    links = links or {}
+    for col, hrefs in links.items():
+        if len(hrefs) != len(frame):
+            raise ValueError(
+                f"sortable_table: links[{col!r}] has {len(hrefs)} entries for {len(frame)} rows"
+            )
+    if row_classes is not None and len(row_classes) != len(frame):
+        raise ValueError(f"sortable_table: {len(row_classes)} row classes for {len(frame)} rows")
+    numeric = {c: frame[c].dtype.kind in "iuf" for c in cols}
+    head = "".join(
+        f'<th scope="col" tabindex="0" title="sort by {html.escape(c)}">{html.escape(c)}</th>'
+        for c in cols
+    )
+    body: list[str] = []
+    for i, row in enumerate(frame[cols].itertuples(index=False, name=None)):
+        cells = []
+        for col, value in zip(cols, row, strict=True):
+            text = html.escape(formatter(value))
+            href = links.get(col, [None] * len(frame))[i]
+            if href is not None:
+                text = f'<a href="{html.escape(href, quote=True)}">{text}</a>'
+            cls = ' class="num"' if numeric[col] else ""
+            key = html.escape(_sort_key(value), quote=True)
+            cells.append(f'<td{cls} data-value="{key}">{text}</td>')
+        rcls = row_classes[i] if row_classes is not None else ""
+        rattr = f' class="{html.escape(rcls, quote=True)}"' if rcls else ""
+        body.append(f"<tr{rattr}>{''.join(cells)}</tr>")
+    tid = f' id="{html.escape(table_id, quote=True)}"' if table_id else ""
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return (
+        f'<div class="table-wrap"><table class="sortable"{tid}>{cap}'
+        f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table></div>"
+    )
+
+
+def figure_png_data_uri(fig: Figure, *, dpi: float = 80) -> str:
+    """A matplotlib figure as a ``data:image/png;base64,…`` URI (for ``<img src>``)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _img(uri: str, alt: str, caption: str = "") -> str:
+    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f'<figure><img src="{uri}" alt="{html.escape(alt, quote=True)}">{cap}</figure>'
+
+
+# ---------------------------------------------------------------------------------------------
+# The model report
+# ---------------------------------------------------------------------------------------------
+
+#: Columns of the per-layer table of the HTML report.
+REPORT_TABLE_COLUMNS = (
+    "layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "alpha_weighted", "D", "xmin",
+    "num_pl_spikes", "log_spectral_norm", "log_norm", "log_alpha_norm", "stable_rank", "entropy",
+    "warning", "status", "reason",
+)  # fmt: skip
+#: With ``diagnostics="auto"``, at most this many layers get fit-diagnostics figures.
+DEFAULT_MAX_DIAGNOSTICS = 50
+DiagnosticsChoice = str | Sequence[str | int]
+_THUMBNAIL_COLORS = 32
+
+
+def thumbnail_png_data_uri(fig: Figure, *, dpi: float = 80, colors: int = _THUMBNAIL_COLORS) -> str:
+    """A figure as a small PNG data URI: reduced to ``colors`` palette colours (≈ 4× smaller).
+
+    Log axes lose their minor ticks (the figure is changed).
+    """
+    import io
+
+    require("matplotlib", "HTML report figures")
+    from matplotlib.ticker import NullLocator
+    from PIL import Image  # a dependency of matplotlib
+
+    for ax in fig.axes:  # minor ticks of log axes: a quarter of the drawing time, unreadable here
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_minor_locator(NullLocator())
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    small = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    small.save(out, format="png", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def layer_anchor(layer_id: int) -> str:
+    """Fragment id of a layer's drill-down section."""
+    return f"layer-{int(layer_id)}"
+
+
+def _rows(frame: pd.DataFrame) -> list[dict[Any, Any]]:
+    rows: list[dict[Any, Any]] = frame.to_dict("records")
+    return rows
+
+
+def select_diagnostic_layers(
+    details: pd.DataFrame,
+    available: Iterable[str],
+    diagnostics: DiagnosticsChoice = "auto",
+    max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
+) -> list[str]:
+    """Names of the layers that get fit-diagnostics figures, in layer order.
+
+    ``"all"``: every layer with eigenvalues; ``"none"``: no layer; ``"auto"``: all when there
+    are at most ``max_diagnostics``, else the flagged ones first (failed fits, then under- and
+    over-trained, by layer order) and evenly spaced others up to ``max_diagnostics``; or a list
+    of layer ids, names, glob patterns or kinds (as ``analyze``'s ``layers``).
+    """
+    have = set(available)
+    rows = [r for r in _rows(details.sort_values("layer_id", kind="stable")) if r["name"] in have]
+    if isinstance(diagnostics, str) and diagnostics in ("all", "none", "auto"):
+        if diagnostics == "none":
+            return []
+        if diagnostics == "all" or len(rows) <= max_diagnostics:
+            return [str(r["name"]) for r in rows]
+        flagged = [r for r in rows if r["status"] != "fitted" or r.get("warning")]
+        chosen = {str(r["name"]) for r in flagged[:max_diagnostics]}
+        rest = [r for r in rows if str(r["name"]) not in chosen]
+        room = max_diagnostics - len(chosen)
+        if room > 0 and rest:
+            picks = np.unique(np.linspace(0, len(rest) - 1, room).round().astype(int))
+            chosen.update(str(rest[int(i)]["name"]) for i in picks)
+        return [str(r["name"]) for r in rows if str(r["name"]) in chosen]
+    specs = [diagnostics] if isinstance(diagnostics, str) else list(diagnostics)
+    from alphahat.layers import LayerFilter
+
+    layer_filter = LayerFilter.parse(specs)
+    return [
+        str(r["name"])
+        for r in rows
+        if layer_filter.matches(int(r["layer_id"]), str(r["name"]), str(r["kind"]))
+    ]
+
+
+def _link_list(rows: Sequence[Mapping[Any, Any]], anchors: set[str], detail: str) -> str:
+    items = []
+    for r in rows:
+        name = html.escape(str(r["name"]))
+        if str(r["name"]) in anchors:
+            name = f'<a href="#{layer_anchor(int(r["layer_id"]))}">{name}</a>'
+        items.append(f"<li>{name} {html.escape(detail.format(**r))}</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _warnings_section(report: Report, anchors: set[str]) -> str:
+    details = report.details
+    parts: list[str] = []
+    bullets: list[str] = []
+    for label, warning, cls in (
+        ("under-trained (α > 6)", "under-trained", "warn"),
+        ("over-trained (α < 2)", "over-trained", "warn"),
+    ):
+        rows = _rows(details[details["warning"] == warning])
+        if rows:
+            bullets.append(f'<li class="{cls}">{len(rows)} layer(s) {html.escape(label)}</li>')
+            parts.append(
+                f"<h3>{len(rows)} {html.escape(label)}</h3>"
+                + _link_list(rows, anchors, "(α = {alpha:.3f})")
+            )
+    failed = _rows(details[details["status"] == "failed"])
+    if failed:
+        bullets.append(f'<li class="bad">{len(failed)} layer(s) failed</li>')
+        parts.append(f"<h3>{len(failed)} failed</h3>" + _link_list(failed, anchors, "— {reason}"))
+    coverage = report.coverage
+    skipped = coverage[coverage["status"] == "skipped"]
+    if len(skipped):
+        counts = skipped["reason"].value_counts()
+        reasons = "".join(
+            f"<li>{int(n)} × {html.escape(str(reason))}</li>" for reason, n in counts.items()
+        )
+        bullets.append(f"<li>{len(skipped)} tensor(s) skipped</li>")
+        parts.append(
+            f"<h3>{len(skipped)} tensors skipped</h3><ul>{reasons}</ul>"
+            "<details><summary>every skipped tensor</summary>"
+            + sortable_table(
+                skipped, ["layer_id", "name", "shape", "dtype", "reason"], table_id="skipped"
+            )
+            + "</details>"
+        )
+    if not bullets:
+        return "<p>No warnings: every layer was fitted with 2 ≤ α ≤ 6 and no tensor skipped.</p>"
+    return '<ul class="warnings">' + "".join(bullets) + "</ul>" + "".join(parts)
+
+
+def _layer_table(report: Report, anchors: set[str]) -> str:
+    details = report.details.sort_values("layer_id", kind="stable").reset_index(drop=True)
+    columns = [c for c in REPORT_TABLE_COLUMNS if c in details.columns]
+    hrefs = [
+        f"#{layer_anchor(int(i))}" if str(n) in anchors else None
+        for i, n in zip(details["layer_id"].tolist(), details["name"].tolist(), strict=True)
+    ]
+    classes = [
+        "bad" if s != "fitted" else ("warn" if w else "")
+        for s, w in zip(details["status"].tolist(), details["warning"].tolist(), strict=True)
+    ]
+    return sortable_table(
+        details, columns, table_id="layers", links={"name": hrefs}, row_classes=classes
+    )
+
+
+def _diagnostic_section(
+    report: Report, names: Sequence[str], num_available: int, dpi: float, capped: bool
+) -> str:
+    from alphahat.plot import diagnostic_fit, fit_diagnostics, mp_fit_plot, new_figure
+    from alphahat.plot.save import marchenko_pastur_fitter
+
+    fit_mp = marchenko_pastur_fitter()
+    threshold = float(report.options.get("evals_threshold", 1e-5))
+    by_name = {str(r["name"]): r for r in _rows(report.details)}
+    blocks: list[str] = []
+    for name in names:
+        row = by_name[name]
+        layer_id = int(row["layer_id"])
+        evals = np.asarray(report.eigenvalues[name], dtype=np.float64)
+        heading = (
+            f"{layer_id}: {name} — {row['kind']} {row['N']}×{row['M']}, "
+            f"α = {format_cell(row['alpha'])}, D = {format_cell(row['D'])}, {row['status']}"
+        )
+        figures: list[str] = []
+        try:
+            fit = diagnostic_fit(evals, evals_threshold=threshold)
+            fig = fit_diagnostics(evals, fit, evals_threshold=threshold, width=8.0, height=5.6)
+            figures.append(_img(thumbnail_png_data_uri(fig, dpi=dpi), f"fit diagnostics of {name}"))
+        except (ValueError, ArithmeticError) as exc:
+            figures.append(f"<p class='note'>No diagnostics figure: {html.escape(str(exc))}</p>")
+        if fit_mp is not None:
+            try:
+                mp_fit = fit_mp(evals, N=int(row["N"]), M=int(row["M"]))
+                mp_figure = new_figure(5.0, 3.6)
+                mp_fit_plot(evals, mp_fit, ax=mp_figure.add_subplot())
+                uri = thumbnail_png_data_uri(mp_figure, dpi=dpi)
+                figures.append(_img(uri, f"Marchenko–Pastur fit of {name}"))
+            except (ValueError, ArithmeticError, TypeError) as exc:
+                figures.append(f"<p class='note'>No MP figure: {html.escape(str(exc))}</p>")
+        blocks.append(
+            f'<details class="layer" id="{layer_anchor(layer_id)}">'
+            f"<summary>{html.escape(heading)}</summary>"
+            f'<div class="figures">{"".join(figures)}</div></details>'
+        )
+    other = (
+        "Draw any other layer with <code>alphahat plot MODEL --layer NAME</code>, or make the "
+        "report with <code>--diagnostics all</code>."
+    )
+    if not names:
+        return f"<p class='note'>No fit-diagnostics figures in this report. {other}</p>"
+    note = (
+        f"<p class='note'>Fit diagnostics (log-log, lin-lin and log-lin ESD with the fitted "
+        f"power law; KS distance D against x_min) for {len(names)} of {num_available} layers"
+    )
+    if len(names) < num_available:
+        which = "the flagged ones and an even sample of the others" if capped else "as asked"
+        note += f" ({which}). {other}"
+    else:
+        note += "."
+    note += " Click a layer name in the table to jump to its figures.</p>"
+    return note + "\n".join(blocks)
+
+
+def _provenance_section(report: Report) -> str:
+    import json
+
+    items = {**report.provenance, **{f"option {k}": v for k, v in report.options.items()}}
+    values = [
+        v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        for v in items.values()
+    ]
+    frame = pd.DataFrame({"key": list(items), "value": values}, columns=["key", "value"])
+    return sortable_table(frame, table_id="provenance")
+
+
+def report_html(
+    report: Report,
+    *,
+    title: str | None = None,
+    diagnostics: DiagnosticsChoice = "auto",
+    max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
+    dpi: float = 72,
+) -> str:
+    """The self-contained HTML report of one model (see the module docstring).
+
+    Args:
+        report: an analysis report; per-layer diagnostics need its eigenvalues
+            (``analyze(..., keep_eigenvalues=True)``), the rest does not.
+        title: page title (default: from the model's source).
+        diagnostics: which layers get fit-diagnostics figures (:func:`select_diagnostic_layers`).
+        max_diagnostics: the cap of ``"auto"`` (each figure adds ≈ 25 kB).
+        dpi: resolution of the figures.
+    """
+    from alphahat.plot.model import correlation_flow_plot, metric_histograms_plot
+
+    if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
+        raise ValueError(f"max_diagnostics must be an integer ≥ 0; got {max_diagnostics!r}")
+    source = str(report.provenance.get("source", "")) or "model"
+    title = title or f"alphahat report — {source}"
+    evals = report.eigenvalues or {}
+    names = select_diagnostic_layers(report.details, evals.keys(), diagnostics, max_diagnostics)
+    anchors = set(names)
+    summary = report.summary()
+    has_rows = bool(len(report.details))
+    figures = ""
+    if has_rows:
+        flow = thumbnail_png_data_uri(correlation_flow_plot(report), dpi=dpi, colors=64)
+        hists = thumbnail_png_data_uri(metric_histograms_plot(report), dpi=dpi, colors=64)
+        figures = (
+            '<div class="figures">'
+            + _img(flow, "correlation flow", "Correlation flow: α and log₁₀ λ_max by layer.")
+            + _img(hists, "histograms", "Histograms of α (2 ≤ α ≤ 6 shaded) and log₁₀ λ_max.")
+            + "</div>"
+        )
+    if not evals:
+        diag = (
+            "<p class='note'>No per-layer figures: this report holds no eigenvalues "
+            "(analyse with <code>keep_eigenvalues=True</code>).</p>"
+        )
+    else:
+        capped = diagnostics == "auto" and len(names) < len(evals)
+        diag = _diagnostic_section(report, names, len(evals), dpi, capped)
+    nav = " · ".join(
+        f'<a href="#{i}">{t}</a>'
+        for i, t in (
+            ("summary", "Summary"),
+            ("warnings", "Warnings"),
+            ("figures", "Figures"),
+            ("layers", "Layers"),
+            ("diagnostics", "Diagnostics"),
+            ("provenance", "Provenance"),
+        )
+    )
+    body = f"""<header><h1>{html.escape(title)}</h1>
+<p class="muted">{len(report.details)} layers analysed · {summary.model.num_layers} fitted ·
+alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)))}</p>
+<nav>{nav}</nav></header>
+<section id="summary-section"><h2 id="summary">Model summary</h2>{summary.to_html()}</section>
+<section><h2 id="warnings">Warnings</h2>{_warnings_section(report, anchors)}</section>
+<section><h2 id="figures">Model figures</h2>{figures or "<p>No layers.</p>"}</section>
+<section><h2 id="layers-heading">Layers</h2>
+<p class="muted">Click a column header to sort; click a layer name for its diagnostics.</p>
+{_layer_table(report, anchors)}</section>
+<section><h2 id="diagnostics">Fit diagnostics</h2>{diag}</section>
+<section><h2 id="provenance">Provenance</h2>{_provenance_section(report)}</section>"""
+    return html_page(title, body)
+
+
+def write_html_report(report: Report, path: str | Path, **options: Any) -> Path:
+    """Write :func:`report_html` to ``path`` atomically; returns the path."""
+    target = Path(path)
+    write_atomic(target, report_html(report, **options))
+    return target
+
+
+__all__ = [
+    "DEFAULT_MAX_DIAGNOSTICS",
+    "REPORT_TABLE_COLUMNS",
+    "figure_png_data_uri",
+    "format_cell",
+    "html_page",
+    "layer_anchor",
+    "report_html",
+    "select_diagnostic_layers",
+    "sortable_table",
+    "thumbnail_png_data_uri",
+    "write_html_report",
+]

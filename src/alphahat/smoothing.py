@@ -1,0 +1,179 @@
+"""SVD smoothing and sharpening: new weights keeping (or dropping) the top singular components.
+
+For every analysable weight, the number k of components comes from the layer's pooled ESD:
+
+* ``"svd"``: k = ⌊percent · M · (number of matrices)⌋ (the reference tool's ``svd``);
+* ``"detX"``: k = ``detX_num``, the det X = 1 tail (:mod:`alphahat.metrics.detx`);
+* ``"mp_spikes"``: k = ``num_spikes`` of the Marchenko–Pastur fit (the reference's ``rmt``);
+* ``"pl_spikes"``: k = ``num_pl_spikes``, the eigenvalues ≥ x_min of the power-law fit (the
+  reference's ``alpha_min``);
+* ``"sharpen"``: k = correlation traps (spikes of the element-shuffled ESD, seeded), and those
+  top components are *removed* instead of kept (the reference's ``SVDSharpness``).
+
+Each N × M matrix (each conv kernel slice, with k spread as ⌈k / slices⌉ per slice, as the
+reference does) is replaced by U_k Σ_k V_kᵀ, its best rank-k approximation, from an exact SVD in
+float64 (the reference uses a randomized truncated SVD); ``"sharpen"`` gives W − U_k Σ_k V_kᵀ.
+The result is a new dict of arrays, every tensor of the model in its original dtype (bfloat16
+weights come back as float32) — the caller's model is never modified; :meth:`Smoothed.save`
+writes it as a safetensors file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from alphahat.fit import fit_power_law
+from alphahat.fit.marchenko_pastur import fit_marchenko_pastur
+from alphahat.layers import LayerFilter, TensorPlan, layer_matrices, plan_tensors
+from alphahat.metrics.detx import detx_condition
+from alphahat.sources import open_source
+from alphahat.spectrum import layer_spectrum
+from alphahat.spectrum.randomize import default_replicas, layer_seed, randomized_spectrum
+
+SmoothingMethod = Literal["svd", "detX", "mp_spikes", "pl_spikes", "sharpen"]
+SMOOTHING_METHODS: tuple[str, ...] = ("svd", "detX", "mp_spikes", "pl_spikes", "sharpen")
+
+
+@dataclass(frozen=True)
+class Smoothed:
+    """Result of :func:`svd_smoothing`.
+
+    Attributes:
+        weights: every tensor of the model by name (smoothed ones replaced), NumPy arrays.
+        details: one row per weight considered: ``name``, ``method``, ``num_components``
+            (k, pooled), ``per_matrix`` (k per matrix), ``num_matrices``, ``status``, ``reason``.
+    """
+
+    weights: dict[str, npt.NDArray[np.generic]] = field(repr=False)
+    details: pd.DataFrame
+
+    def save(self, path: str | Path) -> None:
+        """Write ``weights`` as a safetensors file (atomically)."""
+        from safetensors.numpy import save
+
+        from alphahat.report.io import write_atomic
+
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.weights.items()}
+        write_atomic(Path(path), save(arrays))
+
+
+def _component_count(
+    method: str, plan: TensorPlan, matrices: Sequence[Any], values: Any, percent: float, seed: int
+) -> int:
+    evals = layer_spectrum(matrices, plan.scale).eigenvalues
+    if method == "svd":
+        return int(percent * plan.M * plan.num_matrices)
+    if method == "detX":
+        return detx_condition(evals).num
+    if method == "pl_spikes":
+        fit = fit_power_law(evals[evals > 1e-5])
+        return int(np.count_nonzero(evals >= fit.xmin)) if fit.fitted else 0
+    if method == "mp_spikes":
+        mp = fit_marchenko_pastur(evals, N=plan.N, M=plan.M)
+        return mp.num_spikes if mp.fitted else 0
+    shuffled = randomized_spectrum(
+        [values] if values.ndim == 2 else matrices,
+        plan.scale,
+        seed=layer_seed(seed, plan.ref.name),
+        replicas=default_replicas(evals.size),
+    )
+    mp = fit_marchenko_pastur(shuffled.eigenvalues, N=plan.N, M=plan.M)
+    if not mp.fitted:
+        return 0
+    pooled = int(np.count_nonzero(shuffled.eigenvalues > mp.spike_edge))
+    return int(round(pooled / len(shuffled.replicas)))
+
+
+def low_rank(matrix: npt.ArrayLike, k: int, *, remove: bool = False) -> npt.NDArray[np.float64]:
+    """U_k Σ_k V_kᵀ (the best rank-k approximation), or W minus it when ``remove``."""
+    w = np.asarray(matrix, dtype=np.float64)
+    k = max(0, min(k, min(w.shape)))
+    u, s, vt = np.linalg.svd(w, full_matrices=False)
+    top: npt.NDArray[np.float64] = (u[:, :k] * s[:k]) @ vt[:k]
+    return w - top if remove else top
+
+
+def svd_smoothing(
+    model: Any,
+    *,
+    method: SmoothingMethod = "detX",
+    percent: float = 0.8,
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+    unsafe_load: bool = False,
+) -> Smoothed:
+    """Smoothed (or sharpened) copies of a model's weights (see the module docstring).
+
+    Args:
+        model: anything :func:`alphahat.analyze` reads.
+        method: one of :data:`SMOOTHING_METHODS`.
+        percent: fraction of components kept by ``"svd"`` (0 < percent ≤ 1).
+        layers: tensor names to smooth (default: every analysable weight).
+        seed: seed of the shuffles of ``"sharpen"``.
+        unsafe_load: allow a full unpickle of ``.pt/.bin`` files.
+    """
+    if method not in SMOOTHING_METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(map(repr, SMOOTHING_METHODS))}; got {method!r}"
+        )
+    if not (isinstance(percent, int | float) and 0 < percent <= 1):
+        raise ValueError(f"percent must be in (0, 1]; got {percent!r}")
+    weights: dict[str, npt.NDArray[np.generic]] = {}
+    rows = []
+    layer_filter = LayerFilter(names=tuple(layers)) if layers else LayerFilter()
+    with open_source(model, unsafe_load=unsafe_load) as source:
+        refs = {r.name: r for r in source.tensors()}
+        plans = {
+            p.ref.name: p
+            for p in plan_tensors(refs.values(), layer_filter=layer_filter, min_evals=0)
+            if p.status == "analyse"
+        }
+        for name, ref in refs.items():
+            if ref.skip_reason is not None or ref.problem is not None:
+                continue
+            values = np.asarray(ref.load())
+            plan = plans.get(name)
+            if plan is None:
+                weights[name] = values
+                continue
+            matrices = layer_matrices(values, plan)
+            row = {"name": name, "method": method, "num_matrices": plan.num_matrices}
+            try:
+                count = _component_count(method, plan, matrices, values, percent, seed)
+                per_matrix = math.ceil(count / plan.num_matrices)
+                smoothed = _rebuild(values, per_matrix, remove=method == "sharpen")
+                weights[name] = smoothed.astype(_output_dtype(values.dtype))
+                row.update(num_components=count, per_matrix=per_matrix, status="smoothed")
+                row["reason"] = ""
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+                weights[name] = values
+                row.update(num_components=None, per_matrix=None, status="failed")
+                row["reason"] = str(exc) or type(exc).__name__
+            rows.append(row)
+    columns = ["name", "method", "num_components", "per_matrix", "num_matrices", "status", "reason"]
+    return Smoothed(weights, pd.DataFrame(rows, columns=columns))
+
+
+def _output_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    return dtype if dtype.kind == "f" else np.dtype(np.float32)
+
+
+def _rebuild(values: npt.NDArray[np.generic], k: int, *, remove: bool) -> npt.NDArray[np.float64]:
+    """Each (out × in) matrix of the tensor (each kernel position) replaced by its rank-k part."""
+    w = np.asarray(values, dtype=np.float64)
+    slices = w.reshape(w.shape[0], w.shape[1], -1)
+    out = np.empty_like(slices)
+    for i in range(slices.shape[2]):
+        out[:, :, i] = low_rank(slices[:, :, i], k, remove=remove)
+    return out.reshape(w.shape)
+
+
+__all__ = ["SMOOTHING_METHODS", "Smoothed", "low_rank", "svd_smoothing"]

@@ -1,0 +1,268 @@
+"""PEFT / LoRA adapters: ``adapter_config.json`` + ``adapter_model.safetensors`` (or ``.bin``).
+
+For every adapted module the update is ΔW = s·B·A with A = ``lora_A`` (r × in), B = ``lora_B``
+(out × r) and s = α/r (α/√r with ``use_rslora``; ``rank_pattern``/``alpha_pattern`` override r
+and α per module). Its spectrum has at most r non-zero eigenvalues. Rows:
+
+* ``<module>.weight [delta]``: ΔW alone (shape of the base weight);
+* given a base checkpoint: ``<module>.weight [merged]`` = W + ΔW and ``<module>.weight [base]``
+  = W, where W is the base tensor of exactly that full name (``base_model.model.`` stripped).
+
+Embedding adapters (``lora_embedding_A`` (r × num), ``lora_embedding_B`` (dim × r)) give
+ΔW = s·(B·A)ᵀ, Conv adapters (A a kernel (r, in, k…), B (out, r, 1…)) give ΔW = s·B·A per kernel
+position, and ``fan_in_fan_out`` (GPT-2 ``Conv1D``) stores ΔW transposed, like its base. The
+factors themselves are listed as skipped (analysed through ΔW); other tensors of the adapter
+(``modules_to_save``) are analysed as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from alphahat.errors import SourceError
+from alphahat.sources.base import FLOAT_DTYPES, TensorRef, WeightSource
+
+Array = npt.NDArray[np.generic]
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+_PREFIX = "base_model.model."
+_FACTOR = re.compile(
+    r"^(?P<module>.+)\.lora_(?P<which>A|B|embedding_A|embedding_B)(\.[^.]+)?\.weight$"
+)
+_FACTOR_EMB = re.compile(r"^(?P<module>.+)\.lora_(?P<which>embedding_A|embedding_B)(\.[^.]+)?$")
+#: largest adapter_config.json read (real ones are a few kB)
+MAX_CONFIG_BYTES = 10_000_000
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """The parts of ``adapter_config.json`` that define ΔW."""
+
+    r: int
+    alpha: float
+    use_rslora: bool = False
+    fan_in_fan_out: bool = False
+    rank_pattern: Mapping[str, int] | None = None
+    alpha_pattern: Mapping[str, float] | None = None
+
+    def scale(self, module: str, rank: int) -> float:
+        """The scale s = α/r (α/√r with rsLoRA), with per-module overrides."""
+        alpha = _pattern_value(self.alpha_pattern, module, self.alpha)
+        return float(alpha) / (math.sqrt(rank) if self.use_rslora else rank)
+
+    def rank(self, module: str) -> int:
+        """The rank r of this module (``rank_pattern`` first)."""
+        return int(_pattern_value(self.rank_pattern, module, self.r))
+
+
+def _pattern_value(pattern: Mapping[str, Any] | None, module: str, default: Any) -> Any:
+    for key, value in (pattern or {}).items():
+        if module == key or module.endswith(f".{key}") or re.fullmatch(rf"(.*\.)?{key}", module):
+            return value
+    return default
+
+
+def read_lora_config(path: Path) -> LoraConfig:
+    """Validated LoRA settings from ``adapter_config.json``."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise SourceError(f"{path}: {path.stat().st_size} bytes; not an adapter config")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise SourceError(f"{path}: not a JSON object")
+    peft_type = str(raw.get("peft_type", "LORA")).upper()
+    if peft_type != "LORA":
+        raise SourceError(f"{path}: peft_type {peft_type!r}: only LoRA adapters are supported")
+    r, alpha = raw.get("r"), raw.get("lora_alpha")
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        raise SourceError(f"{path}: 'r' must be a positive integer; got {r!r}")
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not math.isfinite(alpha):
+        raise SourceError(f"{path}: 'lora_alpha' must be a finite number; got {alpha!r}")
+    patterns = []
+    for key in ("rank_pattern", "alpha_pattern"):
+        value = raw.get(key) or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value.values()
+        ):
+            raise SourceError(f"{path}: {key!r} must map module names to positive numbers")
+        patterns.append(value)
+    return LoraConfig(
+        r=r,
+        alpha=float(alpha),
+        use_rslora=bool(raw.get("use_rslora", False)),
+        fan_in_fan_out=bool(raw.get("fan_in_fan_out", False)),
+        rank_pattern=patterns[0],
+        alpha_pattern=patterns[1],
+    )
+
+
+def is_adapter_folder(folder: Path) -> bool:
+    """A folder holding ``adapter_config.json``."""
+    return (folder / ADAPTER_CONFIG).is_file()
+
+
+def lora_delta(a: Array, b: Array, scale: float, embedding: bool, fan_in_fan_out: bool) -> Array:
+    """ΔW = s·B·A (float64) in the base weight's layout."""
+    a64 = np.asarray(a, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    if embedding:  # A (r, num), B (dim, r): the table is (num, dim)
+        out: Array = scale * (b64 @ a64).T
+        return out
+    if a64.ndim > 2:  # conv: A (r, in, k…), B (out, r, 1…)
+        r = a64.shape[0]
+        product = b64.reshape(b64.shape[0], r) @ a64.reshape(r, -1)
+        out = scale * product.reshape((b64.shape[0], *a64.shape[1:]))
+        return out
+    out = scale * (b64 @ a64)
+    return out.T if fan_in_fan_out else out
+
+
+class LoraSource(WeightSource):
+    """A PEFT LoRA adapter folder; with ``base``, merged and base views of each adapted module."""
+
+    def __init__(self, folder: Path, base: WeightSource | None = None, **open_kwargs: Any) -> None:
+        from alphahat.sources import open_source  # the adapter file is an ordinary checkpoint
+
+        self.folder = folder
+        self.base = base
+        self.config = read_lora_config(folder / ADAPTER_CONFIG)
+        weights = next((folder / f for f in ADAPTER_FILES if (folder / f).is_file()), None)
+        if weights is None:
+            raise SourceError(f"{folder}: an adapter folder without {' or '.join(ADAPTER_FILES)}")
+        self.adapter = open_source(weights, **open_kwargs)
+        self.description = f"LoRA adapter {folder}" + (f" on {base.description}" if base else "")
+        self.files = (folder / ADAPTER_CONFIG, *self.adapter.files, *(base.files if base else ()))
+        self._refs = self._build()
+
+    def _build(self) -> list[TensorRef]:
+        factors: dict[str, dict[str, TensorRef]] = {}
+        others: list[TensorRef] = []
+        for ref in self.adapter.tensors():
+            match = _FACTOR.match(ref.name) or _FACTOR_EMB.match(ref.name)
+            if match is None:
+                others.append(ref)
+                continue
+            parts = factors.setdefault(match["module"], {})
+            parts[match["which"].removeprefix("embedding_")] = ref
+            if match["which"].startswith("embedding"):
+                parts["embedding"] = ref
+        base_refs = {r.name: r for r in self.base.tensors()} if self.base is not None else {}
+        refs: list[TensorRef] = []
+        for module, parts in factors.items():
+            for which in ("A", "B"):
+                if which in parts:
+                    reason = f"LoRA factor {which} of {module}: analysed through ΔW = s·B·A"
+                    refs.append(_with_skip(parts[which], reason))
+            refs.extend(self._views(module, parts, base_refs))
+        refs.extend(_renamed(ref, ref.name.removeprefix(_PREFIX)) for ref in others)
+        return refs
+
+    def _views(
+        self, module: str, parts: dict[str, TensorRef], base_refs: Mapping[str, TensorRef]
+    ) -> list[TensorRef]:
+        target = module.removeprefix(_PREFIX) + ".weight"
+        origin = str(self.folder)
+        a, b = parts.get("A"), parts.get("B")
+        if a is None or b is None:
+            missing = "lora_A" if a is None else "lora_B"
+            return [_failed(f"{target} [delta]", origin, f"{missing} missing from the adapter")]
+        embedding = "embedding" in parts
+        problem = _factor_problem(a, b, embedding)
+        rank = a.shape[0] if a.ndim else 0
+        expected_rank = self.config.rank(module.removeprefix(_PREFIX))
+        if problem is None and rank != expected_rank:
+            problem = f"lora_A has rank {rank} but the config says r={expected_rank}"
+        if problem is not None:
+            return [_failed(f"{target} [delta]", origin, problem)]
+        scale = self.config.scale(module.removeprefix(_PREFIX), rank)
+        fan = self.config.fan_in_fan_out and not embedding
+        shape: tuple[int, ...]
+        if embedding:
+            shape = (a.shape[1], b.shape[0])
+        elif a.ndim > 2:
+            shape = (b.shape[0], *a.shape[1:])
+        else:
+            shape = (a.shape[1], b.shape[0]) if fan else (b.shape[0], a.shape[1])
+        kind = "embedding" if embedding else ("linear" if len(shape) == 2 else None)
+        how = f"LoRA ΔW = {scale:g}·B·A (r={rank})" + ("ᵀ" if embedding or fan else "")
+
+        def delta() -> Array:
+            return lora_delta(a.load(), b.load(), scale, embedding, fan)
+
+        views = [TensorRef(f"{target} [delta]", shape, "float64", delta, kind, origin, note=how)]
+        if self.base is None:
+            return views
+        base = base_refs.get(target)
+        if base is None:
+            reason = f"no tensor named {target!r} in the base checkpoint (matched by full name)"
+            return [*views, _failed(f"{target} [merged]", origin, reason)]
+        if base.shape != shape or base.problem is not None:
+            reason = base.problem or (
+                f"base weight {list(base.shape)} does not match ΔW {list(shape)}"
+            )
+            return [*views, _failed(f"{target} [merged]", origin, reason)]
+        base_kind = base.module_kind or kind
+
+        def merged() -> Array:
+            weights = np.asarray(base.load(), dtype=np.float64)
+            out: Array = weights + np.asarray(delta(), dtype=np.float64)
+            return out
+
+        return [
+            *views,
+            TensorRef(f"{target} [merged]", shape, "float64", merged, base_kind, origin,
+                      note=f"W + ΔW ({how})"),
+            _renamed(base, f"{target} [base]", note="base W (no adapter)"),
+        ]  # fmt: skip
+
+    def tensors(self) -> Iterator[TensorRef]:
+        """Factors (skipped), ΔW views, then the adapter's other tensors."""
+        return iter(self._refs)
+
+    def close(self) -> None:
+        """Close the adapter and base sources."""
+        self.adapter.close()
+        if self.base is not None:
+            self.base.close()
+
+
+def _factor_problem(a: TensorRef, b: TensorRef, embedding: bool) -> str | None:
+    if a.problem or b.problem:
+        return a.problem or b.problem
+    if a.dtype not in FLOAT_DTYPES or b.dtype not in FLOAT_DTYPES:
+        return f"LoRA factors of dtype {a.dtype}/{b.dtype}, not floats"
+    if a.ndim < 2 or b.ndim < 2 or a.ndim != b.ndim:
+        return f"LoRA factors of shapes {list(a.shape)} and {list(b.shape)}"
+    if b.shape[1] != a.shape[0] or any(d != 1 for d in b.shape[2:]):
+        return f"lora_B {list(b.shape)} does not multiply lora_A {list(a.shape)}"
+    return None
+
+
+def _renamed(ref: TensorRef, name: str, note: str = "") -> TensorRef:
+    return replace(ref, name=name, note="; ".join(filter(None, [ref.note, note])))
+
+
+def _with_skip(ref: TensorRef, reason: str) -> TensorRef:
+    return replace(ref, skip_reason=ref.skip_reason or reason)
+
+
+def _failed(name: str, origin: str, reason: str) -> TensorRef:
+    def load() -> Array:
+        raise SourceError(f"{origin}: {name}: {reason}")
+
+    loader: Callable[[], Array] = load
+    return TensorRef(name, (), "unknown", loader, None, origin, problem=reason)

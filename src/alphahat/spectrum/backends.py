@@ -1,0 +1,280 @@
+"""Spectrum backends: how the eigenvalues λ = σ² of a layer's N × M matrices (N ≥ M) are computed.
+
+===========  ==================================================================================
+backend      method
+===========  ==================================================================================
+``svd``      singular values of each matrix in float64, LAPACK ``gesdd`` (``scipy.linalg.svd``);
+             λ = σ². The reference: every other backend is checked against it.
+``gram``     λ = eigenvalues of the smaller Gram matrix G = WᵀW (M × M), formed in float64
+             (blocked over rows, so a float32 tensor is never copied whole to float64) and
+             diagonalised by LAPACK ``syevd`` (``numpy.linalg.eigvalsh``); conv slices batched.
+             *Guarded* (see below): a matrix the guard rejects is recomputed with ``svd``.
+``float32``  singular values in float32 (``sgesdd``), squared in float64. Not guarded: the user
+             asked for speed over the last digits (relative error of λ ≈ M · 6e-8 · λ_max / λ).
+``torch``    the ``gram`` algorithm (float64, same guard, SVD fallback) with torch on
+             ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``); ``float32`` with a device is
+             ``torch.linalg.svdvals`` in float32 there.
+``auto``     ``gram``; ``torch`` when a ``device`` is given (``float32`` too).
+===========  ==================================================================================
+
+**Accuracy of the Gram path.** Forming G and diagonalising it in float64 gives each eigenvalue
+an absolute error of order ε · λ_max (ε = 2⁻⁵²), where the SVD's error is of order ε · σ · σ_max:
+large eigenvalues are as accurate as the SVD's (relative error ~1e-13), small ones lose
+precision as λ_max / λ grows. We bound the error of every eigenvalue by
+
+    δ = M · ε · λ_max        (measured: the largest error is 0.03–0.07 δ, see docs/performance.md)
+
+and accept the Gram eigenvalues of a matrix only when
+
+1. λ_min ≥ 4 δ: every eigenvalue is then certainly positive and far above NumPy's rank tolerance
+   (σ_max · N · ε)², so ``matrix_rank`` (= M) and the entropy's ln(rank) equal the SVD's; and
+   λ_max · M · ε is a normal float64 (no underflow);
+2. (checked by the caller after the fit, :meth:`LayerSpectrum.resolves`) no eigenvalue lies
+   within 4 δ of the fit's cut-off (1e-5 by default), so the same eigenvalues enter the fit, and
+   δ ≤ 1e-6 · x_min, so every tail eigenvalue λ ≥ x_min — all that α, D and σ depend on — has a
+   relative error below 1e-6 (in practice ~1e-10).
+
+A rejected matrix is recomputed with the SVD (its row says ``svd (gram guard)``). Rank-deficient
+matrices (LoRA products, zero rows) are always rejected by rule 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from alphahat._imports import require
+from alphahat.errors import LayerError
+
+FloatArray = npt.NDArray[np.float64]
+
+SpectrumBackend = Literal["auto", "svd", "gram", "float32", "torch"]
+#: Accepted values of ``backend``.
+SPECTRUM_BACKENDS: tuple[str, ...] = ("auto", "svd", "gram", "float32", "torch")
+
+_EPS = float(np.finfo(np.float64).eps)
+_TINY = float(np.finfo(np.float64).tiny)
+#: Gram eigenvalues are accepted when λ_min ≥ this many error bounds δ = M · ε · λ_max.
+GRAM_RANK_MARGIN = 4.0
+#: ... and when δ ≤ this times the fit's x_min (relative error bound of every tail eigenvalue).
+GRAM_TAIL_RTOL = 1e-6
+#: Rows of a matrix upcast to float64 at a time while forming the Gram matrix (bytes).
+_BLOCK_BYTES = 64 * 1024 * 1024
+
+_DEVICE_PREFIXES = ("cpu", "cuda", "mps", "xpu")
+
+
+def check_backend(backend: str, device: str | None) -> None:
+    """Validate a backend name and device string (no import of torch here).
+
+    Raises:
+        ValueError: unknown backend, malformed device, or a device with a CPU-only backend.
+    """
+    if backend not in SPECTRUM_BACKENDS:
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, SPECTRUM_BACKENDS))}; got {backend!r}"
+        )
+    if device is None:
+        return
+    kind, _, index = str(device).partition(":")
+    if (
+        kind not in _DEVICE_PREFIXES
+        or (index and not index.isdigit())
+        or (":" in device and not index)
+    ):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu'; got {device!r}")
+    if backend in ("svd", "gram") and kind != "cpu":
+        raise ValueError(
+            f"backend {backend!r} runs on the CPU with NumPy/SciPy; for device {device!r} use "
+            "backend 'auto', 'torch' or 'float32'"
+        )
+
+
+def uses_torch(backend: str, device: str | None) -> bool:
+    """Whether this backend/device pair computes with torch."""
+    return backend == "torch" or (backend in ("auto", "float32") and device is not None)
+
+
+def check_device_available(device: str | None) -> None:
+    """Raise :class:`ValueError` when a torch device is requested but absent here."""
+    if device is None or device == "cpu":
+        return
+    torch = require("torch", f"device {device!r}")
+    kind = device.partition(":")[0]
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r}: torch {torch.__version__} sees no CUDA GPU "
+                "(a CPU-only build, or no driver); use --device cpu"
+            )
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible"
+            )
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available in this torch build")
+
+
+def non_finite_message(matrix: npt.NDArray[np.generic]) -> str:
+    """'weights contain 3 NaN and 1 Inf value(s)'."""
+    nan = int(np.isnan(matrix).sum())
+    inf = int(np.isinf(matrix).sum())
+    parts = [f"{nan} NaN" if nan else "", f"{inf} Inf" if inf else ""]
+    return f"weights contain {' and '.join(p for p in parts if p)} value(s)"
+
+
+def _raise_non_finite(matrices: Sequence[npt.NDArray[np.generic]]) -> None:
+    """The Gram matrix is not finite: say whether the weights are, or λ overflows."""
+    for w in matrices:
+        if not np.isfinite(w).all():
+            raise LayerError(non_finite_message(np.asarray(w)))
+    raise LayerError("eigenvalues overflow float64 (weights larger than about 1e154)")
+
+
+def gram_matrix(matrix: npt.NDArray[np.generic], scale: float = 1.0) -> FloatArray:
+    """G = (s·W)ᵀ(s·W) in float64 for an N × M matrix, summed over blocks of rows.
+
+    Each block is upcast to float64 on its own (≤ 64 MiB), so the peak extra memory is one
+    block plus the M × M result, whatever N is.
+    """
+    N, M = matrix.shape
+    rows = max(1, _BLOCK_BYTES // (8 * max(M, 1)))
+    gram = np.zeros((M, M), dtype=np.float64)
+    for start in range(0, N, rows):
+        block = np.asarray(matrix[start : start + rows], dtype=np.float64)
+        if scale != 1.0:
+            block = block * scale  # never in place: the block may be the caller's array
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the caller
+            gram += block.T @ block
+    return gram
+
+
+def error_bound(lambda_max: float, M: int) -> float:
+    """δ = M · ε · λ_max, the bound used for the error of each Gram eigenvalue."""
+    return M * _EPS * lambda_max
+
+
+def gram_accepted(evals: FloatArray, M: int) -> bool:
+    """Rule 1 of the guard on one matrix's ascending Gram eigenvalues (see the module doc)."""
+    if evals.size == 0:
+        return False
+    lambda_max = float(evals[-1])
+    delta = error_bound(lambda_max, M)
+    return bool(
+        math.isfinite(lambda_max) and delta >= _TINY and evals[0] >= GRAM_RANK_MARGIN * delta
+    )
+
+
+def gram_eigenvalues(
+    matrices: Sequence[npt.NDArray[np.generic]], scale: float = 1.0
+) -> tuple[FloatArray, float] | None:
+    """Pooled ascending Gram eigenvalues and their error bound δ, or None if the guard rejects.
+
+    Conv slices (several matrices) are diagonalised as one batch.
+
+    Raises:
+        LayerError: NaN/Inf weights, or eigenvalues that overflow float64.
+    """
+    N, M = matrices[0].shape
+    if len(matrices) == 1:
+        grams = gram_matrix(matrices[0], scale)[None]
+    else:
+        stack = np.stack([np.asarray(w, dtype=np.float64) for w in matrices])
+        if scale != 1.0:
+            stack *= scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            grams = np.matmul(stack.transpose(0, 2, 1), stack)
+        del stack
+    if not np.isfinite(grams).all():
+        _raise_non_finite(matrices)
+    try:
+        evals = np.linalg.eigvalsh(grams)  # ascending, per matrix
+    except np.linalg.LinAlgError:
+        return None  # the SVD path reports it
+    del grams
+    if not all(gram_accepted(e, M) for e in evals):
+        return None
+    delta = max(error_bound(float(e[-1]), M) for e in evals)
+    pooled = np.sort(evals.ravel())
+    return pooled, delta
+
+
+def float32_singular_values(matrix: npt.NDArray[np.generic], scale: float = 1.0) -> FloatArray:
+    """Singular values in float32 (LAPACK ``sgesdd``), returned as float64, descending."""
+    import scipy.linalg
+
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        w = np.asarray(matrix, dtype=np.float32)
+        if scale != 1.0:
+            w = w * np.float32(scale)
+    if not np.isfinite(w).all():
+        if not np.isfinite(np.asarray(matrix)).all():
+            raise LayerError(non_finite_message(np.asarray(matrix)))
+        raise LayerError("weights overflow float32 (use the float64 backends 'svd' or 'gram')")
+    try:
+        values = scipy.linalg.svd(w, compute_uv=False, check_finite=False)
+    except np.linalg.LinAlgError as exc:
+        raise LayerError(f"SVD did not converge ({exc})") from exc
+    return np.asarray(values, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch
+
+
+def _torch_stack(torch: Any, matrices: Sequence[npt.NDArray[np.generic]], device: str) -> Any:
+    """The matrices as one (k, N, M) tensor on ``device`` (sent in their stored precision)."""
+    arrays = [np.asarray(w) for w in matrices]
+    dtype = np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
+    host = np.stack([a.astype(dtype, copy=False) for a in arrays])
+    return torch.from_numpy(host).to(device)
+
+
+def torch_gram_eigenvalues(
+    matrices: Sequence[npt.NDArray[np.generic]], scale: float, device: str
+) -> tuple[FloatArray, float] | None:
+    """:func:`gram_eigenvalues` computed with torch on ``device`` (float64 throughout)."""
+    torch = require("torch", "the torch spectrum backend")
+    M = matrices[0].shape[1]
+    with torch.no_grad():
+        w = _torch_stack(torch, matrices, device).to(torch.float64)
+        if scale != 1.0:
+            w = w * scale
+        grams = w.mT @ w
+        del w
+        if not bool(torch.isfinite(grams).all()):
+            _raise_non_finite(matrices)
+        try:
+            evals = torch.linalg.eigvalsh(grams).cpu().numpy()
+        except RuntimeError:
+            return None
+    if not all(gram_accepted(e, M) for e in evals):
+        return None
+    delta = max(error_bound(float(e[-1]), M) for e in evals)
+    return np.sort(evals.ravel()), delta
+
+
+def torch_singular_values(
+    matrices: Sequence[npt.NDArray[np.generic]], scale: float, device: str, precision: str
+) -> FloatArray:
+    """Pooled singular values (float64 array) from ``torch.linalg.svdvals`` on ``device``."""
+    torch = require("torch", "the torch spectrum backend")
+    dtype = torch.float64 if precision == "float64" else torch.float32
+    with torch.no_grad():
+        w = _torch_stack(torch, matrices, device).to(dtype)
+        if scale != 1.0:
+            w = w * scale
+        if not bool(torch.isfinite(w).all()):
+            if any(not np.isfinite(m).all() for m in matrices):
+                _raise_non_finite(matrices)
+            raise LayerError("weights overflow float32 (use a float64 backend)")
+        try:
+            svals = torch.linalg.svdvals(w)
+        except RuntimeError as exc:
+            raise LayerError(f"SVD did not converge ({exc})") from exc
+        return np.asarray(svals.to(torch.float64).cpu().numpy().ravel(), dtype=np.float64)

@@ -1,0 +1,109 @@
+"""Randomized spectra: the ESD of W with its elements shuffled, with an explicit seed.
+
+Shuffling the entries of W keeps their distribution (and so ‖W‖_F) but destroys every
+correlation between them, so the shuffled ESD is what random-matrix theory predicts for a
+matrix of the same entries: a Marchenko–Pastur bulk — unless a few entries are so large that
+they alone make eigenvalues stand out ("correlation traps", which survive any shuffle).
+
+Reproducibility: one ``numpy.random.RandomState(seed)`` per layer, shuffling each matrix's
+entries in C order (``RandomState.shuffle`` of a flattened copy), replica after replica, matrix
+after matrix. This is the reference tool's own draw (weightwatcher 0.7.7 shuffles with the
+global NumPy state in the same order), so with the same seed the two shuffled ESDs are equal.
+:func:`layer_seed` derives a layer's seed from the run's seed and the layer name, so a layer's
+draw does not depend on which other layers run or in what order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from alphahat.errors import LayerError
+from alphahat.spectrum import singular_values
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Replicas the reference tool pools when a layer has fewer than this many eigenvalues.
+FEW_EIGENVALUES = 100
+FEW_EIGENVALUES_REPLICAS = 5
+
+
+def default_replicas(num_evals: int) -> int:
+    """The reference tool's rule: 5 shuffles for layers of fewer than 100 eigenvalues, else 1."""
+    return FEW_EIGENVALUES_REPLICAS if num_evals < FEW_EIGENVALUES else 1
+
+
+def layer_seed(seed: int, name: str) -> int:
+    """A 32-bit seed for one layer: SHA-256 of ``"{seed}:{name}"`` (stable across runs)."""
+    digest = hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def shuffle_entries(
+    matrix: npt.NDArray[np.generic], rng: np.random.RandomState
+) -> npt.NDArray[np.generic]:
+    """A copy of ``matrix`` with its entries permuted uniformly at random (C order)."""
+    flat = np.array(matrix, copy=True).reshape(-1)
+    rng.shuffle(flat)
+    return flat.reshape(matrix.shape)
+
+
+@dataclass(frozen=True)
+class RandomizedSpectrum:
+    """Eigenvalues of element-shuffled copies of a layer's matrices.
+
+    Attributes:
+        eigenvalues: λ = σ² of every shuffled matrix of every replica, pooled, ascending.
+        replicas: the ESD of each replica (each sorted; matrices of one replica pooled).
+        seed: the seed of the ``RandomState`` that drew the shuffles.
+    """
+
+    eigenvalues: FloatArray
+    replicas: tuple[FloatArray, ...] = field(repr=False)
+    seed: int
+
+
+def randomized_spectrum(
+    matrices: Sequence[npt.NDArray[np.generic]],
+    scale: float = 1.0,
+    *,
+    seed: int,
+    replicas: int = 1,
+) -> RandomizedSpectrum:
+    """ESD of ``scale · W`` with the entries of each matrix shuffled, ``replicas`` times.
+
+    Raises:
+        LayerError: no matrices, or non-finite weights.
+        ValueError: ``replicas`` < 1 or a seed outside [0, 2³²).
+    """
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ValueError(f"replicas must be a positive integer; got {replicas!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
+    if not matrices:
+        raise LayerError("no matrices to randomize")
+    rng = np.random.RandomState(int(seed))
+    per_replica = []
+    for _ in range(replicas):
+        evals = np.concatenate(
+            [singular_values(shuffle_entries(w, rng), scale) ** 2 for w in matrices]
+        )
+        evals.sort()
+        evals.setflags(write=False)
+        per_replica.append(evals)
+    pooled = np.sort(np.concatenate(per_replica))
+    pooled.setflags(write=False)
+    return RandomizedSpectrum(pooled, tuple(per_replica), int(seed))
+
+
+__all__ = [
+    "RandomizedSpectrum",
+    "default_replicas",
+    "layer_seed",
+    "randomized_spectrum",
+    "shuffle_entries",
+]

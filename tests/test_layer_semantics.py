@@ -1,0 +1,196 @@
+"""Layer semantics: fused q/k/v, Mixture-of-Experts, RNNs, bilinear, transposed convs, tied and
+quantized weights. Expected spectra are NumPy SVDs of the sub-matrices cut out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import alphahat
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+RNG = np.random.default_rng(7)
+
+
+def log_norm(matrices: list[np.ndarray]) -> float:
+    lam = np.concatenate(
+        [np.linalg.svd(m.astype(np.float64), compute_uv=False) ** 2 for m in matrices]
+    )
+    return math.log10(lam.sum())
+
+
+def lam_max(m: np.ndarray) -> float:
+    return float(np.linalg.svd(m.astype(np.float64), compute_uv=False)[0] ** 2)
+
+
+def rows(report) -> dict:
+    return report.details.set_index("name").to_dict("index")
+
+
+def test_multihead_attention_in_proj_split_on_request():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(embed_dim=48, num_heads=4)
+    w = mha.in_proj_weight.detach().numpy()
+    whole = rows(alphahat.analyze(mha))
+    assert set(whole) == {"in_proj_weight", "out_proj.weight"}
+    assert whole["in_proj_weight"]["kind"] == "linear"
+    assert (whole["in_proj_weight"]["N"], whole["in_proj_weight"]["M"]) == (144, 48)
+    split = rows(alphahat.analyze(mha, split_fused=True))
+    assert set(split) == {"in_proj_weight [q]", "in_proj_weight [k]", "in_proj_weight [v]",
+                          "out_proj.weight"}  # fmt: skip
+    for i, part in enumerate("qkv"):
+        block = w[i * 48 : (i + 1) * 48]
+        row = split[f"in_proj_weight [{part}]"]
+        assert row["log_norm"] == pytest.approx(log_norm([block]), rel=1e-10)
+        assert row["lambda_max"] == pytest.approx(lam_max(block), rel=1e-10)
+        assert (row["N"], row["M"]) == (48, 48)
+    # the ids count the parts, in order
+    ids = [split[f"in_proj_weight [{p}]"]["layer_id"] for p in "qkv"]
+    assert ids == [0, 1, 2] and split["out_proj.weight"]["layer_id"] == 3
+    # a name filter on the tensor selects all its parts
+    picked = alphahat.analyze(mha, split_fused=True, layers=["in_proj_weight"])
+    assert len(picked.details) == 3
+
+
+def test_gpt2_c_attn_split_along_its_output_axis():
+    w = RNG.standard_normal((32, 96)).astype(np.float32)  # Conv1D: (in, 3·out)
+    split = rows(alphahat.analyze({"h.0.attn.c_attn.weight": w}, split_fused=True))
+    for i, part in enumerate("qkv"):
+        row = split[f"h.0.attn.c_attn.weight [{part}]"]
+        assert row["log_norm"] == pytest.approx(log_norm([w[:, i * 32 : (i + 1) * 32]]), rel=1e-10)
+
+
+def test_interleaved_query_key_value_needs_the_head_count():
+    heads, dim, hidden = 4, 8, 32
+    w = RNG.standard_normal((3 * heads * dim, hidden))
+    state = {"gpt_neox.layers.0.attention.query_key_value.weight": w}
+    name = "gpt_neox.layers.0.attention.query_key_value.weight"
+    whole = alphahat.describe(state, split_fused=True).set_index("name")
+    assert list(whole.index) == [name]
+    assert "fused_heads" in whole.loc[name, "note"]
+    split = rows(alphahat.analyze(state, split_fused=True, fused_heads=heads))
+    per_head = w.reshape(heads, 3, dim, hidden)
+    for i, part in enumerate("qkv"):
+        block = per_head[:, i].reshape(heads * dim, hidden)
+        assert split[f"{name} [{part}]"]["log_norm"] == pytest.approx(log_norm([block]), rel=1e-10)
+
+
+def test_moe_experts_are_analysed_one_by_one():
+    experts = RNG.standard_normal((4, 24, 16)).astype(np.float32)
+    name = "model.layers.0.mlp.experts.gate_proj"
+    report = alphahat.analyze({name: experts, "model.layers.0.mlp.gate.weight": experts[0, :4]})
+    got = rows(report)
+    for e in range(4):
+        row = got[f"{name} [expert {e}]"]
+        assert row["kind"] == "linear" and row["num_matrices"] == 1
+        assert row["log_norm"] == pytest.approx(log_norm([experts[e]]), rel=1e-10)
+    ids = [got[f"{name} [expert {e}]"]["layer_id"] for e in range(4)]
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    # describe lists the parts, and every part names its tensor
+    described = alphahat.describe({name: experts})
+    assert described["name"].str.startswith(name).all() and len(described) == 4
+
+
+class Recurrent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(16, 12, num_layers=2, bidirectional=True)
+        self.gru = nn.GRU(16, 10)
+        self.bilinear = nn.Bilinear(12, 9, 5)
+        self.deconv = nn.ConvTranspose2d(6, 4, 3)
+        self.conv1 = nn.Conv1d(5, 7, 4)
+
+
+def test_rnn_bilinear_transposed_conv_and_conv1d():
+    torch.manual_seed(1)
+    model = Recurrent()
+    params = {n: p.detach().numpy() for n, p in model.named_parameters()}
+    got = rows(alphahat.analyze(model, min_evals=1))
+    for name in ("lstm.weight_ih_l0", "lstm.weight_hh_l1_reverse", "gru.weight_hh_l0"):
+        assert got[name]["kind"] == "rnn", name
+        assert got[name]["log_norm"] == pytest.approx(log_norm([params[name]]), rel=1e-10)
+    # the same names without the module: the kind comes from the name
+    by_name = rows(alphahat.analyze({"lstm.weight_ih_l0": params["lstm.weight_ih_l0"]}))
+    assert by_name["lstm.weight_ih_l0"]["kind"] == "rnn"
+    # nn.Bilinear (out, in1, in2): one in1 × in2 matrix per output, not a conv1d
+    w = params["bilinear.weight"]
+    bil = got["bilinear.weight"]
+    assert bil["kind"] == "bilinear"
+    assert (bil["N"], bil["M"], bil["num_matrices"]) == (12, 9, 5)
+    assert bil["log_norm"] == pytest.approx(log_norm(list(w)), rel=1e-10)
+    # ConvTranspose2d (in, out, kh, kw): one in × out matrix per kernel position, scaled 1/√2
+    w = params["deconv.weight"].astype(np.float64)
+    dec = got["deconv.weight"]
+    assert dec["kind"] == "conv2d" and dec["num_matrices"] == 9
+    slices = [w[:, :, i, j] * math.sqrt(0.5) for i in range(3) for j in range(3)]
+    assert dec["log_norm"] == pytest.approx(log_norm(slices), rel=1e-10)
+    w = params["conv1.weight"].astype(np.float64)
+    assert got["conv1.weight"]["kind"] == "conv1d"
+    slices = [w[:, :, k] * math.sqrt(0.5) for k in range(4)]
+    assert got["conv1.weight"]["log_norm"] == pytest.approx(log_norm(slices), rel=1e-10)
+
+
+def test_stacked_onnx_style_rnn_weights_split_per_direction():
+    from alphahat.layers import plan_tensors
+    from alphahat.sources.base import TensorRef
+
+    w = RNG.standard_normal((2, 48, 16))
+    ref = TensorRef("lstm.W", w.shape, "float64", lambda: w, module_kind="rnn")
+    plans = list(plan_tensors([ref]))
+    assert [p.ref.name for p in plans] == ["lstm.W [direction 0]", "lstm.W [direction 1]"]
+    assert all(p.kind == "rnn" for p in plans)
+    np.testing.assert_array_equal(plans[1].ref.load(), w[1])
+
+
+class Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(40, 16)
+        self.head = nn.Linear(16, 40, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_tied_weights_analysed_once_and_listed():
+    model = Tied()
+    report = alphahat.analyze(model)
+    assert report.details["name"].tolist() == ["embed.weight"]
+    cov = report.coverage.set_index("name")
+    assert set(cov.index) == set(model.state_dict())
+    assert cov.loc["head.weight", "status"] == "skipped"
+    assert "tied to embed.weight" in cov.loc["head.weight", "reason"]
+
+
+def test_gptq_and_bitsandbytes_4bit_are_never_read_as_matrices():
+    state = {
+        "layers.0.q_proj.qweight": np.zeros((8, 64), np.int32),
+        "layers.0.q_proj.qzeros": np.zeros((1, 8), np.int32),
+        "layers.0.q_proj.scales": np.ones((1, 64), np.float16),
+        "layers.0.q_proj.g_idx": np.zeros(64, np.int32),
+        "layers.1.fc.weight": np.zeros((512, 1), np.uint8),
+        "layers.1.fc.weight.absmax": np.ones(16, np.float32),
+        "layers.1.fc.weight.quant_map": np.ones(16, np.float32),
+        "layers.1.fc.weight.quant_state.bitsandbytes__nf4": np.zeros(80, np.uint8),
+    }
+    frame = alphahat.describe(state).set_index("name")
+    assert (frame["status"] == "skipped").all(), frame[["status", "reason"]]
+    assert "GPTQ/AWQ packed" in frame.loc["layers.0.q_proj.qweight", "reason"]
+    assert "metadata" in frame.loc["layers.0.q_proj.scales", "reason"]
+    assert "bitsandbytes 4-bit (nf4)" in frame.loc["layers.1.fc.weight", "reason"]
+    assert "quantization state" in frame.loc["layers.1.fc.weight.absmax", "reason"]
+    assert frame["layer_id"].isna().all()
+
+
+def test_llm_int8_weights_are_dequantized_and_labelled():
+    q = RNG.integers(-127, 128, size=(32, 24)).astype(np.int8)
+    scb = RNG.uniform(0.5, 2.0, size=32).astype(np.float32)
+    report = alphahat.analyze({"fc.weight": q, "fc.SCB": scb, "fc.weight_format": np.zeros(1)})
+    row = rows(report)["fc.weight"]
+    assert "dequantized" in row["note"] and row["dtype"] == "float32"
+    expected = q.astype(np.float32) * (scb[:, None] / np.float32(127))
+    assert row["log_norm"] == pytest.approx(log_norm([expected]), rel=1e-6)
+    cov = report.coverage.set_index("name")
+    assert "row scales" in cov.loc["fc.SCB", "reason"]
