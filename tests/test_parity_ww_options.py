@@ -375,6 +375,8 @@ def test_randomize_matches_the_reference_draw(mtcnn: dict[str, nn.Module]) -> No
 # --- vectors: same localization ratio (a definition both share), ours from eigh -----------
 
 
+# the reference tool takes means of empty eigenvector sets on small layers (its warnings)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_vectors_localization_ratio(mtcnn: dict[str, nn.Module]) -> None:
     reference, ours = both(mtcnn["rnet"], vectors=True)
     for layer_id, ref in reference.iterrows():
@@ -386,10 +388,38 @@ def test_vectors_localization_ratio(mtcnn: dict[str, nn.Module]) -> None:
         assert 0.0 < float(row["tail_mean_vec_entropy"]) <= 1.0
 
 
+# --- pool=False: one row per conv kernel slice -----------------------------------------------
+
+
+@pytest.mark.slow
+def test_pool_false_per_slice_rows(mtcnn: dict[str, nn.Module], resnet: nn.Module) -> None:
+    """Same rows (layer_id, slice_id) and values; the reference scales each slice by k/√2."""
+    columns = (*DETERMINISTIC, *EXACT, "entropy", "sv_min", "rank_loss")
+    for model in (mtcnn["pnet"], mtcnn["rnet"], resnet):
+        reference = ww.WeightWatcher(model=model).analyze(svd_method="accurate", pool=False)
+        ours = WeightWatcher(model=model).analyze(pool=False)
+        reference = reference.set_index(["layer_id", "slice_id"])
+        ours = ours.set_index(["layer_id", "slice_id"])
+        assert sorted(reference.index) == sorted(ours.index)
+        for key, ref in reference.iterrows():
+            row = ours.loc[key]
+            for col in columns:  # one matrix per row: entropy, sv_min, rank_loss agree too
+                assert close(row[col], ref[col], rtol=1e-5 if col == "entropy" else RTOL), (
+                    key,
+                    col,
+                )
+            for col in LABELS:
+                assert row[col] == ref[col], (key, col)
+    # ResNet-18-shaped: 16 3×3 convs × 9 slices, 3 1×1 shortcuts, fc; the 7×7 stem's slices
+    # have M = 3 < min_evals eigenvalues each, so it is left out (both tools)
+    assert len(reference) == 16 * 9 + 3 + 1 and 1 not in reference.index.get_level_values(0)
+    assert set(ours.loc[ours["layer_type"] == "conv2d", "rf"]) == {1, 9}
+
+
 def test_not_implemented_options_say_so(mtcnn: dict[str, nn.Module]) -> None:
     watcher = WeightWatcher(model=mtcnn["pnet"])
-    with pytest.raises(NotImplementedError, match="pool=False"):
-        watcher.analyze(pool=False)
+    with pytest.raises(ValueError, match="exclude each other"):
+        watcher.analyze(pool=False, fft=True)
     with pytest.raises(NotImplementedError, match="intra"):
         watcher.analyze(intra=True)
     with pytest.raises(TypeError, match="unexpected keyword"):

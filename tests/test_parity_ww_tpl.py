@@ -1,4 +1,4 @@
-"""Parity of ``fit='TPL'``, ``fit='E_TPL'`` and ``fix_fingers='xmin_peak'`` with weightwatcher 0.7.7.
+"""Parity of `fit="TPL"`, `"E_TPL"` and `fix_fingers="xmin_peak"` with weightwatcher 0.7.7.
 
 With the installed powerlaw 2.0.0 the reference tool returns α = −1 on every layer for these
 options, so it is run here in a subprocess with powerlaw 1.5 first on ``PYTHONPATH``
@@ -15,8 +15,9 @@ deviations, each asserted below with why ours is right:
 * TPL exponent: powerlaw restricts the truncated power law to α > 1, so its "MLE" sits on that
   boundary (α = 1.0000…) for most eigenvalue tails. x^(−α)e^(−λx) is normalisable on
   [x_min, ∞) for every α once λ > 0, so ours is the unconstrained maximum: at the reference's
-  own x_min it has a log-likelihood ≥ the reference's parameters' (computed here with mpmath's incomplete Γ),
-  and equals them (1e-3, the Nelder–Mead tolerance of both) when the reference's α is interior.
+  own x_min it has a log-likelihood ≥ the reference's parameters' (computed here with mpmath's
+  incomplete Γ), and equals them (1e-3, the Nelder–Mead tolerance of both) when the
+  reference's α is interior.
 * TPL / E_TPL x_min: the reference picks it by the truncated law's own KS distance, which lets
   the exponential cut-off absorb the bulk; ours keeps the power-law fit's x_min (the tail that
   ``num_pl_spikes`` counts), so α(TPL) and α(PL) describe the same eigenvalues.
@@ -94,9 +95,14 @@ def state() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def powerlaw15(request: pytest.FixtureRequest) -> Path:
+def powerlaw15(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding powerlaw 1.5 (and nothing else), installed once into pytest's cache."""
-    target = Path(request.config.cache.mkdir("powerlaw-1.5"))
+    cache = getattr(request.config, "cache", None)
+    target = (
+        Path(cache.mkdir("powerlaw-1.5"))
+        if cache is not None  # -p no:cacheprovider: this session's temporary folder
+        else tmp_path_factory.mktemp("powerlaw-1.5")
+    )
     if (target / "powerlaw.py").is_file() and any(target.glob("powerlaw-1.5.dist-info")):
         return target
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target"]
@@ -159,7 +165,7 @@ def _tpl_loglikelihood(tail: np.ndarray, alpha: float, lam: float) -> float:
 
 
 def _matching(sample: np.ndarray, ref: dict[str, Any]) -> float:
-    """Our eigenvalue that is the reference's x_min (to 1e-6: the reference reads weights as float32)."""
+    """Our eigenvalue that is the reference's x_min (to 1e-6: the tools' SVDs round apart)."""
     xmin = float(sample[np.argmin(np.abs(sample - float(ref["xmin"])))])
     assert _close(xmin, ref["xmin"])
     assert int(np.count_nonzero(sample >= xmin)) == int(ref["num_pl_spikes"])

@@ -89,6 +89,10 @@ def test_process_executor_outcomes_timeouts_and_dead_workers() -> None:
     assert {k: died[k] for k in (0, 2, 4)} == {0: 0, 2: 4, 4: 16}
     assert dict(SerialExecutor().map_unordered(square, range(3))) == {0: 0, 1: 1, 2: 4}
 
+    unpicklable = dict(pool.map_unordered(square, [2, lambda: 0, 3]))
+    assert isinstance(unpicklable[1], TaskFailure) and "cannot be sent" in unpicklable[1].reason
+    assert (unpicklable[0], unpicklable[2]) == (4, 9)
+
 
 @pytest.mark.slow
 def test_two_workers_give_the_serial_table_byte_for_byte(tmp_path: Path) -> None:

@@ -40,8 +40,7 @@ def main(state_path: str, options_path: str, out_path: str) -> None:
         watcher = weightwatcher.WeightWatcher(model=state)
         details = watcher.analyze(svd_method="accurate", pl_package="powerlaw", **options)
         rows = [
-            {key: _plain(value) for key, value in row.items()}
-            for row in details.to_dict("records")
+            {key: _plain(value) for key, value in row.items()} for row in details.to_dict("records")
         ]
         out["runs"].append({"options": options, "details": rows})
     with open(out_path, "w", encoding="utf-8") as handle:

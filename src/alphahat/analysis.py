@@ -38,6 +38,7 @@ from alphahat.layers import (
     layer_matrices,
     plan_tensors,
 )
+from alphahat.layers.conv import fft_plan, is_conv, slice_plans
 from alphahat.layers.limits import ResourceLimits, parse_byte_size
 from alphahat.metrics import NAN, fit_sample, layer_metrics, vet_fit
 from alphahat.report import Report, build_provenance, coverage_frame
@@ -154,8 +155,16 @@ ProgressCallback = Callable[[int, int, str], None]
 def _analyse_layer(plan: TensorPlan, options: AnalysisOptions) -> tuple[dict[str, Any], Any]:
     """Metric columns of one layer and its eigenvalues (None when it failed before them)."""
     values = plan.ref.load()
-    matrices = layer_matrices(values, plan)
-    spectrum = layer_spectrum(matrices, plan.scale, backend=options.backend, device=options.device)
+    if options.fft and is_conv(plan):  # the conv operator's spectrum (spectrum.conv_fft)
+        from alphahat.spectrum.conv_fft import conv_operator_spectrum
+
+        matrices: list[Any] = []
+        spectrum = conv_operator_spectrum(values, options.fft_size, plan.scale)
+    else:
+        matrices = layer_matrices(values, plan)
+        spectrum = layer_spectrum(
+            matrices, plan.scale, backend=options.backend, device=options.device
+        )
     evals = spectrum.eigenvalues
     threshold = options.evals_threshold
     fit, fit_columns = fit_layer(fit_sample(evals, spectrum.N, threshold), options)
@@ -197,7 +206,7 @@ def _failed_row(reason: str) -> dict[str, Any]:
 
 
 def _plan(source: WeightSource, options: AnalysisOptions) -> list[TensorPlan]:
-    return list(
+    plans = list(
         plan_tensors(
             source.tensors(),
             layer_filter=options.layers,
@@ -209,10 +218,19 @@ def _plan(source: WeightSource, options: AnalysisOptions) -> list[TensorPlan]:
             limits=ResourceLimits(options.max_matrix_elements, options.max_memory),
         )
     )
+    if not options.pool:  # one plan per conv kernel slice (layers.conv)
+        plans = [
+            part
+            for plan in plans
+            for part in slice_plans(plan, options.min_evals, options.conv_scale)
+        ]
+    if options.fft:
+        plans = [fft_plan(plan, options.fft_size) for plan in plans]
+    return plans
 
 
 def _base_row(plan: TensorPlan) -> dict[str, Any]:
-    return {
+    row: dict[str, Any] = {
         "layer_id": plan.layer_id,
         "name": plan.ref.name,
         "kind": plan.kind or "",
@@ -225,6 +243,9 @@ def _base_row(plan: TensorPlan) -> dict[str, Any]:
         "num_matrices": plan.num_matrices,
         "num_evals": plan.num_evals,
     }
+    if plan.slice_id is not None:
+        row["slice_id"] = plan.slice_id
+    return row
 
 
 @contextlib.contextmanager
@@ -713,7 +734,9 @@ def analyze(
         max_evals: layers with more eigenvalues are skipped (None: no limit).
         evals_threshold: eigenvalues ≤ this are left out of the power-law fit (not of norms).
         conv_scale: ``"reference"`` multiplies conv kernel slices by 1/√2 (λ halved), as the
-            reference tool does for Conv2d; ``"none"`` analyses them as stored.
+            reference tool does for Conv2d (by k/√2 per slice with ``pool=False``, as it does
+            there); ``"papers"`` by √(r/2), r the kernel positions (k/√2 for k × k, the
+            papers' convention); ``"none"`` analyses them as stored.
         include_embeddings: whether the model summary averages embedding layers too.
         keep_eigenvalues: keep each layer's ESD in ``report.eigenvalues``.
         max_matrix_elements: layers whose matrices have more than N·M elements are skipped

@@ -42,7 +42,23 @@ class ConvScaleOption(StrEnum):
     """Conv slice scale conventions."""
 
     reference = "reference"
+    papers = "papers"
     none = "none"
+
+
+class FitOption(StrEnum):
+    """Tail fits (the reference tool's ``fit``)."""
+
+    PL = "PL"
+    TPL = "TPL"
+    E_TPL = "E_TPL"
+
+
+class FixFingersOption(StrEnum):
+    """The reference tool's ``fix_fingers`` policies."""
+
+    xmin_peak = "xmin_peak"
+    clip_xmax = "clip_xmax"
 
 
 def _printable(text: str) -> str:
@@ -151,7 +167,8 @@ ConvScaleOpt = Annotated[
     ConvScaleOption,
     typer.Option(
         "--conv-scale",
-        help="reference: conv slices × 1/√2 as the reference tool does; none: as stored.",
+        help="reference: conv slices × 1/√2 as the reference tool does (k/√2 per slice with "
+        "--no-pool, as it does there); papers: × k/√2 for a k×k kernel; none: as stored.",
     ),
 ]
 MaxElementsOpt = Annotated[
@@ -268,6 +285,66 @@ LayerTimeoutOpt = Annotated[
 ]
 
 
+FitOpt = Annotated[
+    FitOption,
+    typer.Option(
+        "--fit",
+        help="PL: power law; TPL: truncated power law above the power law's x_min (adds "
+        "Lambda); E_TPL: the same above the ESD peak.",
+    ),
+]
+FixFingersOpt = Annotated[
+    FixFingersOption | None,
+    typer.Option(
+        "--fix-fingers",
+        help="xmin_peak: x_min in [0.95, 1.5]× the ESD peak; clip_xmax: refit without up to "
+        "10 top eigenvalues that bend α (adds num_fingers, raw_alpha).",
+        show_default=False,
+    ),
+]
+MpFitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mp-fit",
+        help="Marchenko–Pastur fit of the bulk (sigma_mp, bulk_min/max, num_spikes, mp_softrank).",
+    ),
+]
+RandomizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--randomize",
+        help="Compare with the element-shuffled W (rand_* columns, correlation traps).",
+    ),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of --randomize.")]
+DetxOpt = Annotated[
+    bool, typer.Option("--detx", help="detX condition columns (detX_num, detX_val, ERG_gap).")
+]
+VectorsOpt = Annotated[
+    bool,
+    typer.Option("--vectors", help="Eigenvector localization of bulk vs tail (eigh of WᵀW)."),
+]
+PoolOpt = Annotated[
+    bool,
+    typer.Option(
+        "--pool/--no-pool",
+        help="Pool a conv layer's kernel slices into one ESD, or one row per slice "
+        "(name [slice i,j], slice_id).",
+    ),
+]
+FftOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fft",
+        help="Conv layers: the spectrum of the circular convolution operator on an "
+        "--fft-size input (Sedghi et al. 2018) instead of the kernel slices.",
+    ),
+]
+FftSizeOpt = Annotated[
+    int, typer.Option("--fft-size", min=1, help="Input side n of --fft (n×n for conv2d).")
+]
+
+
 @app.command()
 def analyze(
     model: ModelArg,
@@ -294,6 +371,16 @@ def analyze(
     layer_timeout: LayerTimeoutOpt = None,
     resume: ResumeOpt = None,
     blas_threads: BlasThreadsOpt = None,
+    fit: FitOpt = FitOption.PL,
+    fix_fingers: FixFingersOpt = None,
+    mp_fit: MpFitOpt = False,
+    randomize: RandomizeOpt = False,
+    seed: SeedOpt = 0,
+    detx: DetxOpt = False,
+    vectors: VectorsOpt = False,
+    pool: PoolOpt = True,
+    fft: FftOpt = False,
+    fft_size: FftSizeOpt = 32,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")
     ] = False,
@@ -328,6 +415,16 @@ def analyze(
             journal=journal,
             resume=resume,
             blas_threads=blas_threads,
+            fit=fit.value,
+            fix_fingers=None if fix_fingers is None else fix_fingers.value,
+            mp_fit=mp_fit,
+            randomize=randomize,
+            seed=seed,
+            detX=detx,
+            vectors=vectors,
+            pool=pool,
+            fft=fft,
+            fft_size=fft_size,
         )
     except (AlphahatError, ValueError) as exc:
         _fail(str(exc))

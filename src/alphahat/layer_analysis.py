@@ -17,6 +17,10 @@ Called by ``analysis._analyse_layer`` for each layer; orchestration only (the ma
   ``rand_distance``, correlation traps (``num_traps``, ``trap_ratio``).
 * ``detX`` — ``detX_num``, ``detX_val``, ``ERG_gap`` = detX_num − num_pl_spikes.
 * ``vectors`` — eigenvector localization, bulk vs tail (:mod:`alphahat.metrics.eigenvectors`).
+* ``pool`` — False: one row per conv kernel slice, ``name [slice i,j]`` with the tensor's
+  ``layer_id`` and a ``slice_id`` (:mod:`alphahat.layers.conv`).
+* ``fft`` — True: a conv layer's ESD is that of its circular convolution operator on an
+  ``fft_size``^d input (:mod:`alphahat.spectrum.conv_fft`).
 """
 
 from __future__ import annotations
@@ -94,11 +98,16 @@ def check_options(options: AnalysisOptions) -> None:
     size = options.fft_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"fft_size must be a positive integer; got {size!r}")
-    if not options.pool or options.fft:
-        option = "pool=False" if not options.pool else "fft=True"
-        raise NotImplementedError(
-            f"{option} (per-slice conv rows / the FFT conv spectrum) is not implemented yet; "
-            "conv kernels are analysed pooled"
+    if options.fft and not options.pool:
+        raise ValueError(
+            "fft=True and pool=False exclude each other: the FFT spectrum is one ESD of the "
+            "whole conv operator, not of kernel slices"
+        )
+    if options.fft and (options.randomize or options.vectors):
+        option = "randomize" if options.randomize else "vectors"
+        raise ValueError(
+            f"fft=True cannot be combined with {option}=True (they need the real kernel "
+            "slices; the FFT spectrum comes from complex frequency matrices)"
         )
 
 

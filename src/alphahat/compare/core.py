@@ -10,7 +10,6 @@ out of that metric's trends (and reported).
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
@@ -33,7 +32,7 @@ from alphahat.compare.stats import (
 )
 from alphahat.metrics import SUMMARY_METRICS
 from alphahat.report import Report, records
-from alphahat.report.io import write_atomic
+from alphahat.report.io import csv_output, json_output
 
 #: Metrics averaged over layers beyond the report summary's, with the same layer rule.
 EXTRA_METRICS = ("D", "entropy")
@@ -155,24 +154,15 @@ class Comparison:
 
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON text of :meth:`to_dict`; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-        if path is not None:
-            write_atomic(Path(path), text)
-        return text
+        return json_output(self.to_dict(), path)
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """CSV of :attr:`trends` (full precision); written atomically to ``path`` when given."""
-        text: str = self.trends.to_csv(index=False, lineterminator="\n")
-        if path is not None:
-            write_atomic(Path(path), text)
-        return text
+        return csv_output(self.trends, path)
 
     def models_csv(self, path: str | Path | None = None) -> str:
         """CSV of :attr:`models`; written atomically to ``path`` when given."""
-        text: str = self.models.to_csv(index=False, lineterminator="\n")
-        if path is not None:
-            write_atomic(Path(path), text)
-        return text
+        return csv_output(self.models, path)
 
     def __repr__(self) -> str:
         usable = int(self.models["status"].isin(["analysed", "cached"]).sum())

@@ -310,10 +310,16 @@ class WeightWatcher:
         )
         rows = []
         records: list[dict[str, Any]] = report.details.to_dict("records")  # type: ignore[assignment]
-        for row in records:
-            tensor = str(row["name"]).split(" [")[0]
+        tensors = [str(row["name"]).split(" [")[0] for row in records]
+        for row, tensor in zip(records, tensors, strict=True):
             evals = np.asarray(report.eigenvalues.get(str(row["name"]), np.empty(0)))
-            rows.append(self._reference_row(row, reference[tensor], evals, tolerance))
+            out = self._reference_row(row, reference[tensor], evals, tolerance)
+            if not pool:  # the reference numbers every row's slice; rf stays the kernel's
+                sliced = row.get("slice_id") is not None and not pd.isna(row["slice_id"])
+                out["slice_id"] = int(row["slice_id"]) if sliced else 0
+                if sliced:
+                    out["rf"] = tensors.count(tensor)
+            rows.append(out)
         details = pd.DataFrame(rows)
         lead = ["layer_id", "name"]
         details = details[lead + sorted(c for c in details.columns if c not in lead)]

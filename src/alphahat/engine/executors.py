@@ -253,13 +253,15 @@ class ProcessExecutor:
         exhausted = False
         try:
             while True:
+                unsent: list[Outcome] = []
                 for worker in workers:
-                    if worker.ready and worker.index is None and not exhausted:
+                    while worker.ready and worker.index is None and not exhausted:
                         item = next(source, None)
                         if item is None:
                             exhausted = True
-                        else:
-                            self._submit(worker, fn, *item)
+                        elif (failure := self._submit(worker, fn, *item)) is not None:
+                            unsent.append((item[0], failure))
+                yield from unsent
                 busy = [w for w in workers if w.index is not None]
                 if exhausted and not busy:
                     return
@@ -279,11 +281,18 @@ class ProcessExecutor:
             for worker in workers:
                 worker.stop(kill=worker.index is not None)
 
-    def _submit(self, worker: _Worker, fn: TaskFunction, index: int, task: Any) -> None:
-        payload = pickle.dumps((fn, task), protocol=pickle.HIGHEST_PROTOCOL)
+    def _submit(
+        self, worker: _Worker, fn: TaskFunction, index: int, task: Any
+    ) -> TaskFailure | None:
+        """Send a task to an idle worker; a task that cannot be pickled fails on its own."""
+        try:
+            payload = pickle.dumps((fn, task), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            return TaskFailure(f"internal error: the task cannot be sent to a worker: {exc}")
         worker.conn.send((index, payload))
         worker.index = index
         worker.deadline = time.monotonic() + self.timeout if self.timeout else float("inf")
+        return None
 
     def _service(self, worker: _Worker, ready: set[Any], outcomes: list[Outcome]) -> bool:
         """Handle one worker's messages, death or timeout; True if it must be replaced."""

@@ -43,10 +43,27 @@ _MATRIX_KINDS = ("linear", "embedding", "rnn")
 _CONV_BY_NDIM = {3: "conv1d", 4: "conv2d", 5: "conv3d"}
 _EMBEDDING_NAMES = ("wte", "wpe")
 
-ConvScale = Literal["reference", "none"]
-CONV_SCALES: tuple[str, ...] = ("reference", "none")
+ConvScale = Literal["reference", "papers", "none"]
+CONV_SCALES: tuple[str, ...] = ("reference", "papers", "none")
 #: Per-slice multiplier of conv kernels under the reference tool's convention (λ halved).
 REFERENCE_CONV_SCALE = math.sqrt(0.5)
+
+
+def conv_slice_scale(conv_scale: str, shape: Sequence[int]) -> float:
+    """Multiplier of each kernel slice of a conv weight (out, in, k₁, …) under a convention.
+
+    ``reference``: 1/√2 (λ halved), the reference tool's. ``papers``: √(r/2), r = k₁·k₂·…
+    the number of kernel positions — k/√2 for a k × k kernel, the rescaling of "Predicting
+    trends in the quality of state-of-the-art neural networks without access to training or
+    testing data" (Martin, Peng & Mahoney, appendix A) that puts He-initialised slices
+    (variance 2/(N k²)) on the scale of linear layers. ``none``: 1.
+    """
+    if conv_scale == "reference":
+        return REFERENCE_CONV_SCALE
+    if conv_scale == "papers":
+        return math.sqrt(math.prod(shape[2:]) / 2.0)
+    return 1.0
+
 
 PlanStatus = Literal["analyse", "skipped", "failed"]
 
@@ -155,6 +172,7 @@ class TensorPlan:
     M: int = 0
     num_matrices: int = 0
     scale: float = 1.0
+    slice_id: int | None = None  # pool=False: position of the kernel slice (layers.conv)
 
     @property
     def num_evals(self) -> int:
@@ -246,7 +264,7 @@ def _plan_one(
         unsupported = f"{ref.ndim}-D tensor: unsupported rank"
         return TensorPlan(ref, layer_id, None, "skipped", unsupported), next_id
     N, M, count = _matrix_shape(ref.shape, kind)
-    scale = REFERENCE_CONV_SCALE if conv_scale == "reference" and kind.startswith("conv") else 1.0
+    scale = conv_slice_scale(conv_scale, ref.shape) if kind.startswith("conv") else 1.0
     plan = TensorPlan(ref, layer_id, kind, "analyse", "", N, M, count, scale)
     reason = _dtype_reason(ref.dtype)
     if reason is None and M == 0:

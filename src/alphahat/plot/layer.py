@@ -19,6 +19,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -150,6 +151,31 @@ def _lin_bins(x: FloatArray, bins: int) -> list[float]:
     return edges
 
 
+def _draw_esd_with_fit(
+    ax: Axes,
+    values: FloatArray,
+    edges: list[float],
+    fit: PowerLawFit,
+    grid: FloatArray,
+    density: Callable[[FloatArray], FloatArray],
+) -> None:
+    """Histogram (density) of ``values`` on ``edges``; the fitted law on ``grid`` if fitted."""
+    ax.hist(
+        values,
+        bins=edges,
+        density=True,
+        histtype="stepfilled",
+        color=HIST_COLOR,
+        alpha=0.55,
+        label="ESD",
+    )
+    if fit.fitted:
+        (line,) = ax.plot(
+            grid, density(grid), color=FIT_COLOR, lw=2, label=f"power law, α = {fit.alpha:.2f}"
+        )
+        line.set_gid(FIT_LINE_GID)
+
+
 def esd_log_log_plot(
     eigenvalues: npt.ArrayLike,
     fit: PowerLawFit | None = None,
@@ -167,25 +193,10 @@ def esd_log_log_plot(
     x = fit_sample(eigenvalues, evals_threshold)
     fit = _fit_or_default(x, fit)
     ax = axes_or_new(ax)
-    ax.hist(
-        x,
-        bins=_log_bins(x, bins),
-        density=True,
-        histtype="stepfilled",
-        color=HIST_COLOR,
-        alpha=0.55,
-        label="ESD",
+    grid = np.geomspace(fit.xmin, fit.xmax, 200) if fit.fitted else x[:0]
+    _draw_esd_with_fit(
+        ax, x, _log_bins(x, bins), fit, grid, lambda g: power_law_density(fit, x.size, g)
     )
-    if fit.fitted:
-        grid = np.geomspace(fit.xmin, fit.xmax, 200)
-        (line,) = ax.plot(
-            grid,
-            power_law_density(fit, x.size, grid),
-            color=FIT_COLOR,
-            lw=2,
-            label=f"power law, α = {fit.alpha:.2f}",
-        )
-        line.set_gid(FIT_LINE_GID)
     _mark_xmin_xmax(ax, fit)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -209,25 +220,10 @@ def esd_linear_plot(
     x = fit_sample(eigenvalues, evals_threshold)
     fit = _fit_or_default(x, fit)
     ax = axes_or_new(ax)
-    ax.hist(
-        x,
-        bins=_lin_bins(x, bins),
-        density=True,
-        histtype="stepfilled",
-        color=HIST_COLOR,
-        alpha=0.55,
-        label="ESD",
+    grid = np.linspace(fit.xmin, fit.xmax, 200) if fit.fitted else x[:0]
+    _draw_esd_with_fit(
+        ax, x, _lin_bins(x, bins), fit, grid, lambda g: power_law_density(fit, x.size, g)
     )
-    if fit.fitted:
-        grid = np.linspace(fit.xmin, fit.xmax, 200)
-        (line,) = ax.plot(
-            grid,
-            power_law_density(fit, x.size, grid),
-            color=FIT_COLOR,
-            lw=2,
-            label=f"power law, α = {fit.alpha:.2f}",
-        )
-        line.set_gid(FIT_LINE_GID)
     _mark_xmin_xmax(ax, fit)
     ax.set_xlabel(LAMBDA)
     ax.set_ylabel(DENSITY)
@@ -245,31 +241,21 @@ def esd_log_linear_plot(
     bins: int = 100,
     title: str | None = None,
 ) -> Axes:
-    """Log-lin ESD: histogram (density) of log₁₀ λ, with the fitted law and x_min, x_max marked."""
+    """Log-lin ESD: histogram (density) of log₁₀ λ, with the fitted law and x_min, x_max marked.
+
+    The law's density in u = log₁₀ λ is p(λ)·λ·ln 10.
+    """
     x = fit_sample(eigenvalues, evals_threshold)
     fit = _fit_or_default(x, fit)
     ax = axes_or_new(ax)
     u = np.log10(x)
-    ax.hist(
-        u,
-        bins=_lin_bins(u, bins),
-        density=True,
-        histtype="stepfilled",
-        color=HIST_COLOR,
-        alpha=0.55,
-        label="ESD",
-    )
-    if fit.fitted:
-        grid = np.linspace(math.log10(fit.xmin), math.log10(fit.xmax), 200)
-        lam = 10.0**grid
-        (line,) = ax.plot(
-            grid,
-            power_law_density(fit, x.size, lam) * lam * math.log(10.0),
-            color=FIT_COLOR,
-            lw=2,
-            label=f"power law, α = {fit.alpha:.2f}",
-        )
-        line.set_gid(FIT_LINE_GID)
+    grid = np.linspace(math.log10(fit.xmin), math.log10(fit.xmax), 200) if fit.fitted else u[:0]
+
+    def density_of_log(g: FloatArray) -> FloatArray:
+        lam = 10.0**g
+        return power_law_density(fit, x.size, lam) * lam * math.log(10.0)
+
+    _draw_esd_with_fit(ax, u, _lin_bins(u, bins), fit, grid, density_of_log)
     _mark_xmin_xmax(ax, fit, log10=True)
     ax.set_xlabel(LOG_LAMBDA)
     ax.set_ylabel("density of log₁₀ λ")

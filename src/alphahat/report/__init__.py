@@ -19,7 +19,7 @@ import pandas as pd
 
 from alphahat._version import __version__
 from alphahat.metrics import SUMMARY_METRICS, ModelSummary, summarize
-from alphahat.report.io import write_atomic
+from alphahat.report.io import csv_output, json_output
 
 if TYPE_CHECKING:
     from alphahat.layers import TensorPlan
@@ -304,17 +304,11 @@ class Report:
 
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON text of :meth:`to_dict`; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-        if path is not None:
-            write_atomic(Path(path), text)
-        return text
+        return json_output(self.to_dict(), path)
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """CSV of ``details`` (full float precision); written atomically to ``path`` when given."""
-        text: str = self.details.to_csv(index=False, lineterminator="\n")
-        if path is not None:
-            write_atomic(Path(path), text)
-        return text
+        return csv_output(self.details, path)
 
     def _repr_html_(self) -> str:
         return self.summary().to_html() + self.details.to_html(index=False, na_rep="—")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _default_file_mode() -> int:
@@ -30,3 +35,19 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_output(data: Any, path: str | Path | None = None) -> str:
+    """Indented JSON text of ``data`` (NaN refused: use None); written atomically to ``path``."""
+    text = json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    if path is not None:
+        write_atomic(Path(path), text)
+    return text
+
+
+def csv_output(frame: pd.DataFrame, path: str | Path | None = None) -> str:
+    """CSV text of a DataFrame (no index, full precision); written atomically to ``path``."""
+    text: str = frame.to_csv(index=False, lineterminator="\n")
+    if path is not None:
+        write_atomic(Path(path), text)
+    return text
