@@ -156,3 +156,13 @@ def test_failed_layer_is_reported_and_others_kept(tmp_path: Path) -> None:
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("alphahat ")
+
+
+@pytest.mark.parametrize("module", ["alphahat", "alphahat.cli"])
+def test_python_dash_m_runs_the_cli_with_every_command(module):
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    for command in ("analyze", "describe", "plot", "report", "compare", "zoo"):
+        assert command in done.stdout

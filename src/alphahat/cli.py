@@ -542,9 +542,10 @@ def _root(
     """How well is a neural network trained? Ask its weights."""
 
 
-from alphahat.commands import register_all  # noqa: E402  (commands need `app` defined)
+if __name__ != "__main__":  # as __main__ (python -m alphahat.cli), main() imports the module
+    from alphahat.commands import register_all  # noqa: E402  (commands need `app` defined)
 
-register_all(app)
+    register_all(app)
 
 
 def main() -> None:
@@ -568,4 +569,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # the command modules import `alphahat.cli`; run that module's app, not this copy's
+    from alphahat.cli import main as _main
+
+    _main()
