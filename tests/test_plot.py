@@ -545,3 +545,33 @@ def test_plot_command(minilm_path: Path, tmp_path: Path) -> None:
     ]
     bad = CliRunner().invoke(app, ["plot", str(minilm_path), "--layer", "nothing-like-this"])
     assert bad.exit_code in (1, 2)
+
+
+def test_randomized_figure_from_the_cli_uses_analyze_s_shuffles(minilm_path, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from alphahat.analysis import randomized_eigenvalues
+    from alphahat.cli import app
+
+    layers = ["encoder.layer.0.attention.self.query.weight", "encoder.layer.0.output.dense.weight"]
+    shuffled = randomized_eigenvalues(minilm_path, layers=layers, seed=7)
+    report = alphahat.analyze(minilm_path, layers=layers, randomize=True, seed=7)
+    assert sorted(shuffled) == sorted(layers)
+    for name, value in zip(report.details["name"], report.details["max_rand_eval"], strict=True):
+        assert float(shuffled[name].max()) == pytest.approx(float(value), rel=1e-12)
+        # a shuffle keeps the entries, so the trace Σλ = ‖W‖²_F is unchanged
+        frobenius = 10 ** float(report.details.set_index("name").loc[name, "log_norm"])
+        assert float(shuffled[name].sum()) == pytest.approx(frobenius, rel=1e-9)
+    result = CliRunner().invoke(
+        app,
+        [
+            "plot", str(minilm_path), "-l", layers[0], "-k", "randomized",
+            "--seed", "7", "-o", str(tmp_path), "-q",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (png,) = tmp_path.glob("*-randomized.png")
+    assert layers[0] in png.name
+    with Image.open(png) as image:
+        image.verify()

@@ -847,6 +847,47 @@ def describe(
         return coverage_frame(_plan(source, options))
 
 
+def randomized_eigenvalues(
+    model: Any,
+    *,
+    layers: LayerFilter | Sequence[LayerSpec] | LayerSpec | None = None,
+    seed: int = 0,
+    min_evals: int = DEFAULT_MIN_EVALS,
+    max_evals: int | None = None,
+    conv_scale: ConvScale = "reference",
+    unsafe_load: bool = False,
+) -> dict[str, Any]:
+    """The ESD of each layer's element-shuffled weights, by layer name (for the figures).
+
+    The shuffles are those of ``analyze(model, randomize=True, seed=seed)`` (same per-layer
+    seed, orientation and number of replicas), so ``max_rand_eval`` of that report is the
+    largest eigenvalue here. A layer that cannot be read or shuffled is left out.
+    """
+    from alphahat.spectrum.randomize import default_replicas, layer_seed, randomized_spectrum
+
+    options = make_options(
+        layers, min_evals=min_evals, max_evals=max_evals, conv_scale=conv_scale, seed=seed
+    )
+    out: dict[str, Any] = {}
+    with open_source(model, unsafe_load=unsafe_load) as source:
+        for plan in _plan(source, options):
+            if plan.status != "analyse":
+                continue
+            try:
+                values = plan.ref.load()
+                matrices = layer_matrices(values, plan)
+                shuffled = randomized_spectrum(
+                    [values] if values.ndim == 2 else matrices,
+                    plan.scale,
+                    seed=layer_seed(seed, plan.ref.name),
+                    replicas=default_replicas(plan.num_evals),
+                )
+            except (AlphahatError, ValueError, ArithmeticError, MemoryError, OSError):
+                continue  # its analysis row says why
+            out[plan.ref.name] = shuffled.eigenvalues
+    return out
+
+
 def _absolute(base: Any) -> Any:
     """A path-like base as an absolute path string (workers re-open it); others unchanged."""
     if isinstance(base, str | os.PathLike):
@@ -860,5 +901,6 @@ __all__ = [
     "analyze",
     "describe",
     "make_options",
+    "randomized_eigenvalues",
     "run_analysis",
 ]

@@ -33,6 +33,7 @@ class PlotKind(StrEnum):
     ks_distance = "ks-distance"
     alpha_xmin = "alpha-xmin"
     mp_fit = "mp-fit"
+    randomized = "randomized"
     flow = "flow"
     histograms = "histograms"
 
@@ -62,7 +63,8 @@ def plot(
             "-k",
             help="Figures to draw (repeat for several). Per layer: diagnostics (the four views "
             "below D on one figure), log-log, lin-lin, log-lin, ks-distance (D vs x_min), "
-            "alpha-xmin, mp-fit (Marchenko–Pastur bulk); per model: flow (correlation flow), "
+            "alpha-xmin, mp-fit (Marchenko–Pastur bulk), randomized (ESD of the element-shuffled "
+            "W over the original; --seed); per model: flow (correlation flow), "
             "histograms. Default: diagnostics.",
         ),
     ] = None,
@@ -74,6 +76,9 @@ def plot(
         typer.Option("--format", "-f", help="png (default) and/or svg; repeat for both."),
     ] = None,
     dpi: Annotated[float, typer.Option("--dpi", min=10, max=1200, help="PNG resolution.")] = 100,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the 'randomized' shuffles.")
+    ] = 0,
     min_evals: MinEvalsOpt = 8,
     max_evals: MaxEvalsOpt = None,
     conv_scale: ConvScaleOpt = ConvScaleOption.reference,
@@ -81,7 +86,7 @@ def plot(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes.")] = False,
 ) -> None:
     """Draw ESD fit figures of layers (and model figures) to DIR/{id:03d}-{name}-{kind}.png."""
-    from alphahat.analysis import analyze
+    from alphahat.analysis import analyze, randomized_eigenvalues
     from alphahat.plot import save_plots
 
     kinds = [k.value for k in kind] if kind else ["diagnostics"]
@@ -97,12 +102,32 @@ def plot(
             unsafe_load=unsafe_load,
             progress=not quiet,
         )
+        shuffled = (
+            randomized_eigenvalues(
+                model,
+                layers=_layer_specs(layer),
+                seed=seed,
+                min_evals=min_evals,
+                max_evals=max_evals,
+                conv_scale=conv_scale.value,
+                unsafe_load=unsafe_load,
+            )
+            if "randomized" in kinds
+            else None
+        )
     except (AlphahatError, ValueError) as exc:
         _fail(str(exc))
     if report.details.empty:
         _fail("no layer to plot (see 'alphahat describe MODEL')", EXIT_NO_LAYERS)
     try:
-        saved = save_plots(report, output, kinds=kinds, formats=formats, dpi=dpi)
+        saved = save_plots(
+            report,
+            output,
+            kinds=kinds,
+            formats=formats,
+            dpi=dpi,
+            randomized_eigenvalues=shuffled,
+        )
     except (AlphahatError, ValueError) as exc:
         _fail(str(exc))
     except OSError as exc:
