@@ -120,3 +120,14 @@ def test_layer_timeout_fails_only_the_slow_layer(tmp_path: Path) -> None:
     assert "timed out after 1 s" in rows.loc["layer.9.weight", "reason"]
     others = rows.drop(index=["layer.9.weight", "layer.2.weight"])
     assert (others["status"] == "fitted").all()
+
+
+def test_provenance_records_the_blas_threads_each_layer_ran_with(tmp_path):
+    import numpy as np
+
+    import alphahat
+
+    rng = np.random.default_rng(0)
+    weights = {"a.weight": rng.standard_normal((60, 40)), "b.weight": rng.standard_normal((50, 30))}
+    assert alphahat.analyze(weights, blas_threads=1).provenance["blas_threads_per_layer"] == 1
+    assert alphahat.analyze(weights).provenance["blas_threads_per_layer"] is None

@@ -680,6 +680,9 @@ def run_analysis(
         include_embeddings=options.include_embeddings,
         eigenvalues={todo[i].ref.name: eigenvalues[i] for i in sorted(eigenvalues)},
     )
+    # LAPACK's rounding depends on the BLAS threads each layer ran with (not on the workers);
+    # None: the default (all cores serially, cores // workers in workers)
+    report.provenance["blas_threads_per_layer"] = execution.blas_threads
     report.run_info.update(info)
     return report
 
