@@ -186,12 +186,20 @@ def section_reference(work: Path, quick: bool, repeat: int) -> None:
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     print(f"\n(a) alphahat vs weightwatcher 0.7.7 (svd_method='accurate'), {blas_threads()} BLAS "
           f"threads each, best of {repeat}; wall-clock (CPU time)")  # fmt: skip
+    threads = blas_threads()
+    workers_header = f" {'--workers ' + str(threads):>16} {'speed-up':>9}" if threads > 1 else ""
+    if threads > 1:
+        print(f"  (last columns: alphahat --workers {threads} with 1 BLAS thread each, the same "
+              f"{threads} threads in all, vs the reference's {threads} BLAS threads)")  # fmt: skip
     print(f"  {'model':<20} {'layers':>6} {'alphahat':>16} {'weightwatcher':>16} "
-          f"{'speed-up wall (cpu)':>20} {'max |Δα|/α':>11}")  # fmt: skip
+          f"{'speed-up wall (cpu)':>20} {'max |Δα|/α':>11}{workers_header}")  # fmt: skip
     for name, (path, names) in models(work, quick).items():
 
         def ours(path: Path = path, names: list[str] | None = names) -> Any:
             return alphahat.analyze(path, layers=names).details
+
+        def ours_parallel(path: Path = path, names: list[str] | None = names) -> Any:
+            return alphahat.analyze(path, layers=names, workers=threads, blas_threads=1).details
 
         def reference(path: Path = path, names: list[str] | None = names) -> Any:
             state = load_file(path)
@@ -199,17 +207,22 @@ def section_reference(work: Path, quick: bool, repeat: int) -> None:
                 state = {k: v for k, v in state.items() if k in names or v.ndim < 2}
             return weightwatcher.WeightWatcher(model=state).analyze(svd_method="accurate")
 
-        t_ours, t_ref = Timing(), Timing()
+        t_ours, t_ref, t_parallel = Timing(), Timing(), Timing()
         for _ in range(repeat):  # alternate, so that both see the same machine load
             details = t_ours.run(ours)
             ref = t_ref.run(reference)
+            if threads > 1:
+                parallel = t_parallel.run(ours_parallel)
+                same = parallel.set_index("name")["alpha"].sub(details.set_index("name")["alpha"])
+                assert float(same.abs().max()) < 1e-9, "workers changed the alphas"
         mine = details.set_index("name")["alpha"]
         theirs = ref.assign(name=ref["longname"] + ".weight").set_index("name")["alpha"]
         common = mine.index.intersection(theirs.index)
         worst = float(np.max(np.abs(mine[common] - theirs[common]) / np.abs(theirs[common])))
         speed = f"{t_ref.wall / t_ours.wall:.2f}x ({t_ref.cpu / t_ours.cpu:.2f}x)"
+        extra = f" {t_parallel!s:>16} {t_ref.wall / t_parallel.wall:>8.2f}x" if threads > 1 else ""
         print(f"  {name:<20} {len(common):>6} {t_ours!s:>16} {t_ref!s:>16} {speed:>20} "
-              f"{worst:>11.1e}")  # fmt: skip
+              f"{worst:>11.1e}{extra}")  # fmt: skip
 
 
 def section_overhead(work: Path, quick: bool, repeat: int) -> None:
