@@ -168,3 +168,24 @@ def test_pool_false_in_worker_processes(weights: dict[str, np.ndarray], tmp_path
     parallel = alphahat.analyze(path, pool=False, workers=2).details
     columns = ["layer_id", "name", "slice_id", "alpha", "lambda_max"]
     assert serial[columns].equals(parallel[columns])
+
+
+def test_describe_lists_the_slices_analyze_would_analyse(weights, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from safetensors.numpy import save_file
+    from typer.testing import CliRunner
+
+    from alphahat.cli import app
+
+    plan = alphahat.describe(weights, pool=False)
+    report = alphahat.analyze(weights, pool=False)
+    assert list(plan["name"]) == list(report.coverage["name"])
+    assert list(plan["status"]) == list(report.coverage["status"])
+    slices = plan[plan["name"].str.startswith("conv.weight [slice")]
+    assert len(slices) == 6 and (slices["status"] == "analysed").all()
+    pooled = alphahat.describe(weights)
+    assert list(pooled.loc[pooled["name"].str.startswith("conv"), "name"]) == ["conv.weight"]
+    path = tmp_path / "w.safetensors"
+    save_file(weights, str(path))
+    result = CliRunner().invoke(app, ["describe", str(path), "--no-pool", "-f", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "conv.weight [slice 2,1]" in result.stdout

@@ -827,6 +827,7 @@ def describe(
     max_memory: int | str | None = None,
     split_fused: bool = False,
     fused_heads: int | None = None,
+    pool: bool = True,
     base: Any = None,
     unsafe_load: bool = False,
 ) -> Any:
@@ -834,7 +835,9 @@ def describe(
 
     Returns a pandas DataFrame, one row per tensor: ``layer_id`` (tensors with ≥ 2 dims),
     ``name``, ``kind``, ``shape``, ``dtype``, ``N``, ``M``, ``num_matrices``, ``num_evals``,
-    ``status`` (``analysed``, ``skipped`` or ``failed``) and ``reason``.
+    ``status`` (``analysed``, ``skipped`` or ``failed``) and ``reason``. With ``pool=False``
+    a conv layer is listed once per kernel slice (``name [slice i,j]``), as ``analyze`` would
+    analyse it.
     """
     options = make_options(
         layers,
@@ -845,6 +848,7 @@ def describe(
         max_memory=max_memory,
         split_fused=split_fused,
         fused_heads=fused_heads,
+        pool=pool,
     )
     with open_source(model, unsafe_load=unsafe_load, base=base) as source:
         return coverage_frame(_plan(source, options))

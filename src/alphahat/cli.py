@@ -486,6 +486,8 @@ def describe(
     base: BaseOpt = None,
     split_fused: SplitFusedOpt = False,
     fused_heads: FusedHeadsOpt = None,
+    conv_scale: ConvScaleOpt = ConvScaleOption.reference,
+    pool: PoolOpt = True,
     unsafe_load: UnsafeOpt = False,
 ) -> None:
     """List every tensor with what analyze would do with it (analysed/skipped and why)."""
@@ -504,6 +506,8 @@ def describe(
             base=base,
             split_fused=split_fused,
             fused_heads=fused_heads,
+            conv_scale=conv_scale.value,
+            pool=pool,
             unsafe_load=unsafe_load,
         )
     except (AlphahatError, ValueError) as exc:
