@@ -575,3 +575,25 @@ def test_randomized_figure_from_the_cli_uses_analyze_s_shuffles(minilm_path, tmp
     assert layers[0] in png.name
     with Image.open(png) as image:
         image.verify()
+
+
+def test_figures_fit_the_sample_the_table_fitted_on_huge_rank_deficient_layers(tmp_path):
+    from alphahat.plot import layer_fit_threshold
+
+    rng = np.random.default_rng(11)
+    # rank 40 with entries ~1e13: the SVD's rounding noise in the 60 null directions gives
+    # eigenvalues far above the 1e-5 cut, which the analysis leaves out (metrics.noise_floor)
+    weight = 1e13 * rng.standard_normal((200, 40)) @ rng.standard_normal((40, 100)) / 40
+    report = alphahat.analyze({"big.weight": weight}, keep_eigenvalues=True)
+    row = report.details.iloc[0]
+    assert row["status"] == "fitted"
+    evals = report.eigenvalues["big.weight"]
+    cut = layer_fit_threshold(evals, int(row["N"]))
+    assert cut > 1e-5 and int((evals > 1e-5).sum()) > int((evals > cut).sum())
+    fit = diagnostic_fit(evals, evals_threshold=cut)
+    assert fit.alpha == pytest.approx(float(row["alpha"]), rel=1e-12)
+    assert fit.xmin == pytest.approx(float(row["xmin"]), rel=1e-12)
+    naive = diagnostic_fit(evals, evals_threshold=1e-5)  # the noise changes the fit
+    assert naive.n != fit.n
+    saved = save_plots(report, tmp_path, kinds=["log-log"])
+    assert len(saved.files) == 1 and not saved.skipped

@@ -33,6 +33,7 @@ from alphahat.plot.layer import (
     esd_log_log_plot,
     fit_diagnostics,
     ks_distance_plot,
+    layer_fit_threshold,
     mp_fit_plot,
     randomized_esd_plot,
 )
@@ -283,7 +284,7 @@ def save_plots(
                     kind,
                     values,
                     title=title,
-                    evals_threshold=threshold,
+                    evals_threshold=layer_fit_threshold(values, int(row["N"]), threshold),
                     mp_fit=mp_fit,
                     randomized_eigenvalues=random,
                 )

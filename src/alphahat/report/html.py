@@ -406,6 +406,7 @@ def _diagnostic_section(
     report: Report, names: Sequence[str], num_available: int, dpi: float, capped: bool
 ) -> str:
     from alphahat.plot import diagnostic_fit, fit_diagnostics, mp_fit_plot, new_figure
+    from alphahat.plot.layer import layer_fit_threshold
     from alphahat.plot.save import marchenko_pastur_fitter
 
     fit_mp = marchenko_pastur_fitter()
@@ -422,8 +423,9 @@ def _diagnostic_section(
         )
         figures: list[str] = []
         try:
-            fit = diagnostic_fit(evals, evals_threshold=threshold)
-            fig = fit_diagnostics(evals, fit, evals_threshold=threshold, width=8.0, height=5.6)
+            cut = layer_fit_threshold(evals, int(row["N"]), threshold)  # the table's sample
+            fit = diagnostic_fit(evals, evals_threshold=cut)
+            fig = fit_diagnostics(evals, fit, evals_threshold=cut, width=8.0, height=5.6)
             figures.append(_img(thumbnail_png_data_uri(fig, dpi=dpi), f"fit diagnostics of {name}"))
         except (ValueError, ArithmeticError) as exc:
             figures.append(f"<p class='note'>No diagnostics figure: {html.escape(str(exc))}</p>")
