@@ -166,7 +166,10 @@ def test_report_in_headless_chromium(browser: Any, report_file: Path, tmp_path: 
     details = browser.find_element(By.ID, target)
     assert details.get_attribute("open") is None
     link.click()
-    assert details.get_attribute("open") is not None
+    # the page opens it on the 'hashchange' event, which fires after the click returns
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda _: details.get_attribute("open") is not None)
     assert details.find_element(By.TAG_NAME, "img").is_displayed()
 
     shot = tmp_path / "report-drill-down.png"
