@@ -183,7 +183,7 @@ def _analyse_layer(plan: TensorPlan, options: AnalysisOptions) -> tuple[dict[str
             N=spectrum.N,
             M=spectrum.M,
             matrices=matrices,
-            shuffle_matrices=[values] if values.ndim == 2 else matrices,
+            values=values,
             scale=plan.scale,
             num_pl_spikes=int(np.count_nonzero(evals >= fit.xmin)) if fit.fitted else None,
             options=options,
@@ -870,7 +870,7 @@ def randomized_eigenvalues(
     seed, orientation and number of replicas), so ``max_rand_eval`` of that report is the
     largest eigenvalue here. A layer that cannot be read or shuffled is left out.
     """
-    from alphahat.spectrum.randomize import default_replicas, layer_seed, randomized_spectrum
+    from alphahat.spectrum.randomize import layer_randomized_spectrum
 
     options = make_options(
         layers, min_evals=min_evals, max_evals=max_evals, conv_scale=conv_scale, seed=seed
@@ -882,12 +882,8 @@ def randomized_eigenvalues(
                 continue
             try:
                 values = plan.ref.load()
-                matrices = layer_matrices(values, plan)
-                shuffled = randomized_spectrum(
-                    [values] if values.ndim == 2 else matrices,
-                    plan.scale,
-                    seed=layer_seed(seed, plan.ref.name),
-                    replicas=default_replicas(plan.num_evals),
+                shuffled = layer_randomized_spectrum(
+                    values, layer_matrices(values, plan), plan.scale, seed=seed, name=plan.ref.name
                 )
             except (AlphahatError, ValueError, ArithmeticError, MemoryError, OSError):
                 continue  # its analysis row says why

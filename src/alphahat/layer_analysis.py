@@ -38,7 +38,7 @@ from alphahat.fit.marchenko_pastur import fit_marchenko_pastur
 from alphahat.metrics.detx import detx_condition
 from alphahat.metrics.eigenvectors import eigenvector_columns
 from alphahat.metrics.randomization import mp_columns, randomization_columns
-from alphahat.spectrum.randomize import default_replicas, layer_seed, randomized_spectrum
+from alphahat.spectrum.randomize import layer_randomized_spectrum
 
 if TYPE_CHECKING:
     from alphahat.analysis import AnalysisOptions
@@ -166,27 +166,25 @@ def option_columns(
     evals: FloatArray,
     N: int,
     M: int,
+    values: npt.NDArray[np.generic],
     matrices: Sequence[npt.NDArray[np.generic]],
-    shuffle_matrices: Sequence[npt.NDArray[np.generic]],
     scale: float,
     num_pl_spikes: int | None,
     options: AnalysisOptions,
 ) -> dict[str, Any]:
     """The ``mp_fit``, ``randomize``, ``detX`` and ``vectors`` columns of one layer.
 
-    ``shuffle_matrices``: the matrices whose entries ``randomize`` shuffles, in the reference
-    tool's orientation (a 2-D weight as stored, conv slices N × M), scaled by ``scale``.
+    ``values``: the weight as stored and ``matrices`` its N × M matrices; ``randomize``
+    shuffles them as :func:`~alphahat.spectrum.randomize.layer_randomized_spectrum` says.
     ``num_pl_spikes``: the power-law tail size (None if the fit failed).
     """
     row: dict[str, Any] = {}
     if options.mp_fit:
         row.update(mp_columns(fit_marchenko_pastur(evals, N=N, M=M)))
     if options.randomize:
-        replicas = default_replicas(evals.size)
-        shuffled = randomized_spectrum(
-            shuffle_matrices, scale, seed=layer_seed(options.seed, name), replicas=replicas
-        )
+        shuffled = layer_randomized_spectrum(values, matrices, scale, seed=options.seed, name=name)
         random_fit = fit_marchenko_pastur(shuffled.eigenvalues, N=N, M=M)
+        replicas = len(shuffled.replicas)
         row.update(randomization_columns(evals, shuffled.eigenvalues, random_fit, replicas))
     if options.detX:
         condition = detx_condition(evals)

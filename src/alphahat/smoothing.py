@@ -36,7 +36,7 @@ from alphahat.layers import LayerFilter, TensorPlan, layer_matrices, plan_tensor
 from alphahat.metrics.detx import detx_condition
 from alphahat.sources import open_source
 from alphahat.spectrum import layer_spectrum
-from alphahat.spectrum.randomize import default_replicas, layer_seed, randomized_spectrum
+from alphahat.spectrum.randomize import layer_randomized_spectrum
 
 SmoothingMethod = Literal["svd", "detX", "mp_spikes", "pl_spikes", "sharpen"]
 SMOOTHING_METHODS: tuple[str, ...] = ("svd", "detX", "mp_spikes", "pl_spikes", "sharpen")
@@ -79,11 +79,8 @@ def _component_count(
     if method == "mp_spikes":
         mp = fit_marchenko_pastur(evals, N=plan.N, M=plan.M)
         return mp.num_spikes if mp.fitted else 0
-    shuffled = randomized_spectrum(
-        [values] if values.ndim == 2 else matrices,
-        plan.scale,
-        seed=layer_seed(seed, plan.ref.name),
-        replicas=default_replicas(evals.size),
+    shuffled = layer_randomized_spectrum(
+        values, matrices, plan.scale, seed=seed, name=plan.ref.name
     )
     mp = fit_marchenko_pastur(shuffled.eigenvalues, N=plan.N, M=plan.M)
     if not mp.fitted:

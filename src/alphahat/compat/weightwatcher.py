@@ -479,7 +479,7 @@ class WeightWatcher:
         from alphahat.layers import LayerFilter, layer_matrices, plan_tensors
         from alphahat.sources import open_source
         from alphahat.spectrum import layer_spectrum
-        from alphahat.spectrum.randomize import default_replicas, layer_seed, randomized_spectrum
+        from alphahat.spectrum.randomize import layer_randomized_spectrum
 
         model = self._model(model)
         tensor = self._tensor_name(model, layer)
@@ -492,11 +492,8 @@ class WeightWatcher:
             matrices = layer_matrices(values, plan)
             if not random:
                 return layer_spectrum(matrices, plan.scale).eigenvalues
-            shuffled = randomized_spectrum(
-                [values] if values.ndim == 2 else matrices,
-                plan.scale,
-                seed=layer_seed(seed, tensor),
-                replicas=default_replicas(plan.num_evals),
+            shuffled = layer_randomized_spectrum(
+                values, matrices, plan.scale, seed=seed, name=tensor
             )
             return np.asarray(shuffled.eigenvalues)
 

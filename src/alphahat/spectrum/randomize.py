@@ -100,9 +100,33 @@ def randomized_spectrum(
     return RandomizedSpectrum(pooled, tuple(per_replica), int(seed))
 
 
+def layer_randomized_spectrum(
+    values: npt.NDArray[np.generic],
+    matrices: Sequence[npt.NDArray[np.generic]],
+    scale: float,
+    *,
+    seed: int,
+    name: str,
+) -> RandomizedSpectrum:
+    """The shuffles of ``analyze(randomize=True, seed=seed)`` for the layer ``name``.
+
+    A 2-D weight ``values`` is shuffled as stored, conv kernels as their N × M ``matrices``
+    (the reference tool's orientation); the seed is :func:`layer_seed` of (``seed``, ``name``)
+    and the number of replicas :func:`default_replicas` of the layer's eigenvalue count.
+    """
+    num_evals = sum(min(w.shape) for w in matrices)
+    return randomized_spectrum(
+        [values] if values.ndim == 2 else matrices,
+        scale,
+        seed=layer_seed(seed, name),
+        replicas=default_replicas(num_evals),
+    )
+
+
 __all__ = [
     "RandomizedSpectrum",
     "default_replicas",
+    "layer_randomized_spectrum",
     "layer_seed",
     "randomized_spectrum",
     "shuffle_entries",
