@@ -578,7 +578,7 @@ def test_randomized_figure_from_the_cli_uses_analyze_s_shuffles(minilm_path, tmp
 
 
 def test_figures_fit_the_sample_the_table_fitted_on_huge_rank_deficient_layers(tmp_path):
-    from alphahat.plot import layer_fit_threshold
+    from alphahat.metrics import fit_threshold
 
     rng = np.random.default_rng(11)
     # rank 40 with entries ~1e13: the SVD's rounding noise in the 60 null directions gives
@@ -588,7 +588,7 @@ def test_figures_fit_the_sample_the_table_fitted_on_huge_rank_deficient_layers(t
     row = report.details.iloc[0]
     assert row["status"] == "fitted"
     evals = report.eigenvalues["big.weight"]
-    cut = layer_fit_threshold(evals, int(row["N"]))
+    cut = fit_threshold(evals, int(row["N"]), 1e-5)
     assert cut > 1e-5 and int((evals > 1e-5).sum()) > int((evals > cut).sum())
     fit = diagnostic_fit(evals, evals_threshold=cut)
     assert fit.alpha == pytest.approx(float(row["alpha"]), rel=1e-12)

@@ -123,16 +123,21 @@ def noise_floor(eigenvalues: FloatArray, N: int) -> float:
     return float(eigenvalues.max()) * (N * float(np.finfo(np.float64).eps)) ** 2
 
 
-def fit_sample(eigenvalues: FloatArray, N: int, threshold: float) -> FloatArray:
-    """The eigenvalues the power-law fit sees: λ > ``threshold`` and λ > :func:`noise_floor`.
+def fit_threshold(eigenvalues: FloatArray, N: int, threshold: float) -> float:
+    """The cut of :func:`fit_sample`: max(``threshold``, :func:`noise_floor`).
 
     The threshold is the reference tool's absolute cut (1e-5 by default); the noise floor
     keeps the rounding noise of a rank-deficient matrix out of the fit when the weights are so
-    large that this noise exceeds the threshold.
+    large that this noise exceeds the threshold. Figures pass it as their ``evals_threshold``
+    to draw the sample a layer's row was fitted on.
     """
+    return max(float(threshold), noise_floor(np.asarray(eigenvalues, dtype=np.float64), N))
+
+
+def fit_sample(eigenvalues: FloatArray, N: int, threshold: float) -> FloatArray:
+    """The eigenvalues the power-law fit sees: λ > :func:`fit_threshold`."""
     evals = np.asarray(eigenvalues, dtype=np.float64)
-    cut = max(float(threshold), noise_floor(evals, N))
-    return evals[evals > cut]
+    return evals[evals > fit_threshold(evals, N, threshold)]
 
 
 def vet_fit(fit: PowerLawFit, eigenvalues: FloatArray, N: int, threshold: float) -> PowerLawFit:

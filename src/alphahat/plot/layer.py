@@ -27,7 +27,6 @@ import numpy.typing as npt
 
 from alphahat.analysis import DEFAULT_EVALS_THRESHOLD
 from alphahat.fit import PowerLawFit, fit_power_law
-from alphahat.metrics import noise_floor
 from alphahat.plot._mpl import (
     ALPHA_BAND,
     BAND_COLOR,
@@ -88,18 +87,6 @@ def _eigenvalues(eigenvalues: npt.ArrayLike, what: str = "eigenvalues") -> Float
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{what} contain NaN or infinite values")
     return np.sort(x)
-
-
-def layer_fit_threshold(
-    eigenvalues: npt.ArrayLike, N: int, evals_threshold: float = DEFAULT_EVALS_THRESHOLD
-) -> float:
-    """The cut the analysis applies before its fit: max(``evals_threshold``, λ_max·(N·ε)²).
-
-    Pass it as ``evals_threshold`` to draw a layer's figures from exactly the sample its table
-    row was fitted on (see :func:`alphahat.metrics.fit_sample`).
-    """
-    values = np.asarray(eigenvalues, dtype=np.float64)
-    return max(float(evals_threshold), noise_floor(values, N))
 
 
 def fit_sample(

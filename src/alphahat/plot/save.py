@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from alphahat.layers import LayerFilter
+from alphahat.metrics import fit_threshold
 from alphahat.plot._mpl import short_title
 from alphahat.plot.layer import (
     DEFAULT_EVALS_THRESHOLD,
@@ -33,7 +34,6 @@ from alphahat.plot.layer import (
     esd_log_log_plot,
     fit_diagnostics,
     ks_distance_plot,
-    layer_fit_threshold,
     mp_fit_plot,
     randomized_esd_plot,
 )
@@ -284,7 +284,7 @@ def save_plots(
                     kind,
                     values,
                     title=title,
-                    evals_threshold=layer_fit_threshold(values, int(row["N"]), threshold),
+                    evals_threshold=fit_threshold(values, int(row["N"]), threshold),
                     mp_fit=mp_fit,
                     randomized_eigenvalues=random,
                 )

@@ -405,8 +405,8 @@ def _layer_table(report: Report, anchors: set[str]) -> str:
 def _diagnostic_section(
     report: Report, names: Sequence[str], num_available: int, dpi: float, capped: bool
 ) -> str:
+    from alphahat.metrics import fit_threshold
     from alphahat.plot import diagnostic_fit, fit_diagnostics, mp_fit_plot, new_figure
-    from alphahat.plot.layer import layer_fit_threshold
     from alphahat.plot.save import marchenko_pastur_fitter
 
     fit_mp = marchenko_pastur_fitter()
@@ -423,7 +423,7 @@ def _diagnostic_section(
         )
         figures: list[str] = []
         try:
-            cut = layer_fit_threshold(evals, int(row["N"]), threshold)  # the table's sample
+            cut = fit_threshold(evals, int(row["N"]), threshold)  # the table's sample
             fit = diagnostic_fit(evals, evals_threshold=cut)
             fig = fit_diagnostics(evals, fit, evals_threshold=cut, width=8.0, height=5.6)
             figures.append(_img(thumbnail_png_data_uri(fig, dpi=dpi), f"fit diagnostics of {name}"))
