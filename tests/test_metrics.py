@@ -84,3 +84,29 @@ def test_summary_averages_fitted_layers_only_and_can_drop_embeddings() -> None:
     assert everything.num_under_trained == 1
     no_embeddings = summarize(rows, include_embeddings=False)
     assert no_embeddings.means["alpha"] == 2.0 and no_embeddings.num_layers == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([0.0]),
+        np.array([-3.0, 1.5, 2.0, 700.0, 710.0]),  # exp overflows without the shift
+        np.array([-800.0, -790.0]),  # exp underflows without the shift
+        np.linspace(-5, 5, 1001),
+        np.array([1.0, np.inf]),
+        np.array([-np.inf, -np.inf]),
+        np.array([1.0, np.nan]),
+    ],
+)
+def test_log_sum_exp_equals_scipy(values: np.ndarray) -> None:
+    from scipy.special import logsumexp
+
+    from alphahat.metrics import _log_sum_exp
+
+    expected = float(logsumexp(values))
+    got = _log_sum_exp(values)
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(expected, rel=1e-14, abs=0)
+    assert _log_sum_exp(np.array([])) == -math.inf

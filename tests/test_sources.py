@@ -712,3 +712,34 @@ def test_non_tensor_entries_are_skipped_not_failed() -> None:
     assert coverage.loc["step", "status"] == "skipped"
     assert "not a tensor (int)" in coverage.loc["step", "reason"]
     assert list(report.details["status"]) == ["fitted"]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096, 1 << 23])
+def test_file_sha256_equals_hashlib_for_any_chunk_size(tmp_path, chunk_size):
+    import hashlib
+
+    from alphahat.sources import file_sha256
+
+    path = tmp_path / "blob.bin"
+    path.write_bytes(np.random.default_rng(0).bytes(10_000))
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert file_sha256(path, chunk_size=chunk_size) == expected
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    assert file_sha256(empty, chunk_size=chunk_size) == hashlib.sha256(b"").hexdigest()
+
+
+def test_file_sha256_stops_between_chunks_when_cancelled(tmp_path):
+    from alphahat.sources import file_sha256
+
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"x" * 100)
+    polls = []
+
+    def cancelled() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    with pytest.raises(InterruptedError, match="blob.bin"):
+        file_sha256(path, chunk_size=10, cancelled=cancelled)
+    assert len(polls) == 3  # polled once per chunk, stopped at the third

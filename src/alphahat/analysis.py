@@ -434,22 +434,18 @@ class _FileHashes:
         self._thread.start()
 
     def _run(self) -> None:
-        import hashlib
+        from alphahat.sources import file_sha256
 
         try:
             for name in self._files:
-                digest = hashlib.sha256()
-                with open(name, "rb") as handle:
-                    while chunk := handle.read(1 << 20):
-                        if self._stop.is_set():
-                            return
-                        digest.update(chunk)
-                self._hashes[name] = digest.hexdigest()
+                self._hashes[name] = file_sha256(name, cancelled=self._stop.is_set)
+        except InterruptedError:
+            return  # cancelled: result() says so
         except BaseException as exc:  # re-raised by result()
             self._error = exc
 
     def cancel(self) -> None:
-        """Ask the thread to stop (it finishes its current 1 MiB chunk)."""
+        """Ask the thread to stop (it finishes its current chunk)."""
         self._stop.set()
 
     def result(self) -> dict[str, str]:

@@ -144,14 +144,18 @@ def gram_matrix(matrix: npt.NDArray[np.generic], scale: float = 1.0) -> FloatArr
     """
     N, M = matrix.shape
     rows = max(1, _BLOCK_BYTES // (8 * max(M, 1)))
-    gram = np.zeros((M, M), dtype=np.float64)
+    gram: FloatArray | None = None
     for start in range(0, N, rows):
         block = np.asarray(matrix[start : start + rows], dtype=np.float64)
         if scale != 1.0:
             block = block * scale  # never in place: the block may be the caller's array
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the caller
-            gram += block.T @ block
-    return gram
+            part = block.T @ block  # numpy uses syrk for Bᵀ·B of one buffer
+            if gram is None:
+                gram = part
+            else:
+                gram += part
+    return gram if gram is not None else np.zeros((M, M), dtype=np.float64)
 
 
 def error_bound(lambda_max: float, M: int) -> float:
