@@ -141,3 +141,36 @@ def test_garbage_file(tmp_path):
     bad.write_bytes(RNG.integers(0, 256, 4096, dtype=np.uint8).tobytes())
     with pytest.raises(SourceError, match="noise.gguf"):
         alphahat.describe(bad)
+
+
+@pytest.mark.parametrize("qtype", [T.Q8_0, T.BF16, None])
+def test_a_quantized_packed_expert_is_decoded_alone(tmp_path, qtype):
+    """Each expert of a packed [E, out, in] GGUF tensor decodes its own rows of the memory map
+    (Q8_0 blocks never straddle rows), equal to the whole tensor's slice; the expert's
+    eigenvalues are those of the Q8_0 bytes decoded by hand."""
+    from alphahat.layers.semantics import expand
+    from alphahat.sources import open_source
+    from alphahat.sources.base import RowReader
+
+    experts = RNG.standard_normal((4, 16, 64)).astype(np.float32)
+    stored = experts if qtype is None else gguf.quants.quantize(experts, qtype)
+    name = "blk.0.ffn_down_exps.weight"
+    path = write(tmp_path / "moe.gguf", {name: (stored, qtype)})
+    with open_source(path) as source:
+        (ref,) = list(source.tensors())
+        assert isinstance(ref.load, RowReader)
+        whole = ref.load()
+        parts = expand(ref, split_fused=False)
+        assert [p.name for p in parts] == [f"{name} [expert {e}]" for e in range(4)]
+        for e, part in enumerate(parts):
+            np.testing.assert_array_equal(part.load(), whole[e])
+    if qtype == T.Q8_0:
+        raw = np.asarray(next(t for t in gguf.GGUFReader(str(path)).tensors).data)
+        blocks = raw.reshape(4, 16, -1, 34)
+        scale = blocks[..., :2].copy().view(np.float16).astype(np.float32)
+        decoded = (scale * blocks[..., 2:].copy().view(np.int8).astype(np.float32)).reshape(
+            4, 16, 64
+        )
+        report = alphahat.analyze(path, min_evals=1, keep_eigenvalues=True)
+        lam = np.sort(np.linalg.svd(decoded[2].astype(np.float64), compute_uv=False) ** 2)
+        np.testing.assert_allclose(report.eigenvalues[f"{name} [expert 2]"], lam, rtol=1e-10)

@@ -194,3 +194,84 @@ def test_llm_int8_weights_are_dequantized_and_labelled():
     assert row["log_norm"] == pytest.approx(log_norm([expected]), rel=1e-6)
     cov = report.coverage.set_index("name")
     assert "row scales" in cov.loc["fc.SCB", "reason"]
+
+
+def test_randomize_shuffles_only_the_part_of_a_split_fused_tensor():
+    """Shuffling keeps a matrix's entries, so Σλ of the shuffled [k] block is ‖W_k‖²_F.
+
+    The q block is 30× larger than k and v: shuffling the whole fused tensor would put q's
+    entries into the k and v spectra. (Each part is read as a tensor of its own.)
+    """
+    from alphahat.analysis import randomized_eigenvalues
+
+    d = 128  # ≥ 100 eigenvalues: one shuffle per layer
+    w = 0.02 * RNG.standard_normal((3 * d, d))
+    w[:d] *= 30.0
+    state = {"h.0.attn.c_attn.weight": w.T.copy()}  # Conv1D layout (in, 3·out)
+    report = rows(alphahat.analyze(state, split_fused=True, randomize=True, seed=3))
+    shuffled = randomized_eigenvalues(state, split_fused=True, seed=3)
+    for i, part in enumerate("qkv"):
+        name = f"h.0.attn.c_attn.weight [{part}]"
+        block = w[i * d : (i + 1) * d]
+        assert shuffled[name].sum() == pytest.approx(float((block**2).sum()), rel=1e-10)
+        assert report[name]["max_rand_eval"] == pytest.approx(shuffled[name].max(), rel=1e-12)
+
+
+def _expand_file(path, name, **options):
+    from alphahat.layers.semantics import expand
+    from alphahat.sources import open_source
+
+    with open_source(path) as source:
+        (ref,) = [r for r in source.tensors() if r.name == name]
+        return ref, expand(ref, split_fused=options.pop("split_fused", False), **options)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_packed_expert_reads_its_own_bytes_only(tmp_path, dtype):
+    """One expert of a packed [E, out, in] tensor reads 1/E of it (tracemalloc counts NumPy's
+    allocations), with values equal to the whole tensor's slice."""
+    import tracemalloc
+
+    from safetensors.torch import save_file
+
+    name = "model.layers.0.mlp.experts.down_proj"
+    experts = torch.from_numpy(RNG.standard_normal((32, 128, 96)).astype(np.float32))
+    path = tmp_path / "moe.safetensors"
+    save_file({name: experts.to(getattr(torch, dtype))}, str(path))
+    whole_ref, parts = _expand_file(path, name)
+    assert len(parts) == 32
+    whole = whole_ref.load()
+    tracemalloc.start()
+    try:
+        part = parts[5].load()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert part.shape == (128, 96)
+    np.testing.assert_array_equal(part, whole[5])
+    assert peak < 3 * part.nbytes < whole.nbytes / 8
+
+
+def test_the_q_block_of_a_fused_projection_reads_its_rows_only(tmp_path):
+    from safetensors.numpy import save_file
+
+    name = "model.layers.0.self_attn.qkv_proj.weight"
+    w = RNG.standard_normal((3 * 64, 64)).astype(np.float32)
+    path = tmp_path / "qkv.safetensors"
+    save_file({name: w}, str(path))
+    _, parts = _expand_file(path, name, split_fused=True)
+    assert [p.name for p in parts] == [f"{name} [{c}]" for c in "qkv"]
+    for i, part in enumerate(parts):
+        np.testing.assert_array_equal(part.load(), w[i * 64 : (i + 1) * 64])
+
+
+def test_row_reader_bounds_and_the_plain_load_fallback():
+    from alphahat.sources.base import RowReader, read_rows
+
+    values = np.arange(12.0).reshape(4, 3)
+    reader = RowReader(lambda a, b: values[a:b].copy(), 4)
+    np.testing.assert_array_equal(reader(), values)
+    np.testing.assert_array_equal(read_rows(reader, 1, 3), values[1:3])
+    np.testing.assert_array_equal(read_rows(lambda: values, 1, 3), values[1:3])
+    with pytest.raises(ValueError, match=r"rows \[3, 5\) outside a first axis of 4"):
+        reader.rows(3, 5)

@@ -858,18 +858,27 @@ def randomized_eigenvalues(
     min_evals: int = DEFAULT_MIN_EVALS,
     max_evals: int | None = None,
     conv_scale: ConvScale = "reference",
+    split_fused: bool = False,
+    fused_heads: int | None = None,
     unsafe_load: bool = False,
 ) -> dict[str, Any]:
     """The ESD of each layer's element-shuffled weights, by layer name (for the figures).
 
-    The shuffles are those of ``analyze(model, randomize=True, seed=seed)`` (same per-layer
-    seed, orientation and number of replicas), so ``max_rand_eval`` of that report is the
-    largest eigenvalue here. A layer that cannot be read or shuffled is left out.
+    The shuffles are those of ``analyze(model, randomize=True, seed=seed)`` with the same
+    layer options (same per-layer seed, orientation and number of replicas), so
+    ``max_rand_eval`` of that report is the largest eigenvalue here. A layer that cannot be
+    read or shuffled is left out.
     """
     from alphahat.spectrum.randomize import layer_randomized_spectrum
 
     options = make_options(
-        layers, min_evals=min_evals, max_evals=max_evals, conv_scale=conv_scale, seed=seed
+        layers,
+        min_evals=min_evals,
+        max_evals=max_evals,
+        conv_scale=conv_scale,
+        seed=seed,
+        split_fused=split_fused,
+        fused_heads=fused_heads,
     )
     out: dict[str, Any] = {}
     with open_source(model, unsafe_load=unsafe_load) as source:

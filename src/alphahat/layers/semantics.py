@@ -28,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from alphahat.sources.base import FLOAT_DTYPES, TensorRef
+from alphahat.sources.base import FLOAT_DTYPES, TensorRef, read_rows
 
 Array = npt.NDArray[np.generic]
 
@@ -112,7 +112,7 @@ def dequantize_int8(
 
 def _index_loader(load: Callable[[], Array], index: int) -> Callable[[], Array]:
     def part() -> Array:
-        values: Array = load()[index]
+        values: Array = read_rows(load, index, index + 1)[0]  # this part's bytes only
         return values
 
     return part
@@ -122,8 +122,9 @@ def _block_loader(
     load: Callable[[], Array], axis: int, start: int, stop: int
 ) -> Callable[[], Array]:
     def part() -> Array:
-        values = load()
-        block: Array = values[start:stop] if axis == 0 else values[:, start:stop]
+        if axis == 0:
+            return read_rows(load, start, stop)  # this block's bytes only
+        block: Array = load()[:, start:stop]
         return block
 
     return part

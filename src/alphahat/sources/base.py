@@ -63,6 +63,43 @@ class TensorRef:
         return math.prod(self.shape)
 
 
+class RowReader:
+    """A tensor's ``load()`` that can also read a range of its first axis alone.
+
+    ``read(start, stop)`` must return ``values[start:stop]`` reading only those rows' bytes;
+    calling the object reads the whole tensor. Part loaders (one MoE expert of a packed
+    ``[experts, out, in]`` tensor, the q block of a fused ``(3·d, d)`` projection) use
+    :func:`read_rows`, so a part costs its own bytes and memory, not the whole tensor's. A
+    ``load`` replaced by another function (dequantized, transposed, a LoRA delta) is no longer a
+    ``RowReader``, so a derived tensor is never sliced from its raw bytes.
+    """
+
+    __slots__ = ("_read", "length")
+
+    def __init__(self, read: Callable[[int, int], npt.NDArray[np.generic]], length: int) -> None:
+        self._read = read
+        self.length = length
+
+    def __call__(self) -> npt.NDArray[np.generic]:
+        """The whole tensor."""
+        return self._read(0, self.length)
+
+    def rows(self, start: int, stop: int) -> npt.NDArray[np.generic]:
+        """``values[start:stop]`` along the first axis (0 ≤ start ≤ stop ≤ length)."""
+        if not 0 <= start <= stop <= self.length:
+            raise ValueError(f"rows [{start}, {stop}) outside a first axis of {self.length}")
+        return self._read(start, stop)
+
+
+def read_rows(
+    load: Callable[[], npt.NDArray[np.generic]], start: int, stop: int
+) -> npt.NDArray[np.generic]:
+    """``load()[start:stop]``, reading only those rows when ``load`` is a :class:`RowReader`."""
+    if isinstance(load, RowReader):
+        return load.rows(start, stop)
+    return load()[start:stop]
+
+
 class WeightSource:
     """A model's tensors, enumerated from metadata and read one at a time.
 

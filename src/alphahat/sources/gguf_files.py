@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from alphahat._imports import require
 from alphahat.errors import SourceError
-from alphahat.sources.base import TensorRef, WeightSource, bfloat16_to_float32
+from alphahat.sources.base import RowReader, TensorRef, WeightSource, bfloat16_to_float32
 from alphahat.sources.gguf_header import check_gguf_header
 
 Array = npt.NDArray[np.generic]
@@ -108,31 +108,25 @@ class GGUFSource(WeightSource):
         )
 
     def _plain(self, tensor: Any, shape: tuple[int, ...]) -> Callable[[], Array]:
-        def load() -> Array:
-            values: Array = np.asarray(tensor.data).reshape(shape)
-            return values
-
-        return load
+        return _row_reader(tensor, shape, np.asarray)
 
     def _bf16(self, tensor: Any, shape: tuple[int, ...]) -> Callable[[], Array]:
-        def load() -> Array:
-            raw = np.asarray(tensor.data).reshape(-1).view(np.uint16)
-            values: Array = bfloat16_to_float32(raw).reshape(shape)
-            return values
+        def decode(data: Any) -> Array:
+            return bfloat16_to_float32(np.asarray(data).reshape(-1).view(np.uint16))
 
-        return load
+        return _row_reader(tensor, shape, decode)
 
     def _dequantized(self, tensor: Any, shape: tuple[int, ...]) -> Callable[[], Array]:
-        def load() -> Array:
+        def decode(data: Any) -> Array:
             try:
-                values: Array = self._gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+                values: Array = self._gguf.quants.dequantize(data, tensor.tensor_type)
             except (ValueError, NotImplementedError, IndexError) as exc:
                 raise SourceError(
                     f"{self.path}: {tensor.name}: cannot dequantize ({_first_line(exc)})"
                 ) from exc
-            return values.reshape(shape)
+            return values
 
-        return load
+        return _row_reader(tensor, shape, decode)
 
     def tensors(self) -> Iterator[TensorRef]:
         """Tensors in file order."""
@@ -142,6 +136,25 @@ class GGUFSource(WeightSource):
         """Drop the memory map."""
         self._refs = []
         self._reader = None
+
+
+def _row_reader(
+    tensor: Any, shape: tuple[int, ...], decode: Callable[[Any], Array]
+) -> Callable[[], Array]:
+    """``load()`` = ``decode(data)`` in ``shape``; rows of the first axis alone when possible.
+
+    The reader's memory map is in NumPy order with the first axis ours and, for a quantized
+    type, the last axis in bytes (blocks never straddle rows), so slicing it slices whole rows:
+    one expert of a packed MoE tensor is decoded alone. Other layouts are decoded whole.
+    """
+    data = tensor.data
+    if len(shape) >= 2 and data.ndim == len(shape) and data.shape[0] == shape[0]:
+
+        def read(start: int, stop: int) -> Array:
+            return decode(data[start:stop]).reshape((stop - start, *shape[1:]))
+
+        return RowReader(read, shape[0])
+    return lambda: decode(data).reshape(shape)
 
 
 def _raiser(origin: str, name: str, reason: str) -> Callable[[], Array]:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from alphahat.errors import SourceError
 from alphahat.sources.base import (
+    RowReader,
     TensorRef,
     WeightSource,
     bfloat16_to_float32,
@@ -169,25 +170,34 @@ def _overlaps(spans: dict[str, tuple[int, int]]) -> dict[str, str]:
 
 
 def _loader(path: Path, offset: int, code: str, shape: tuple[int, ...], problem: str) -> Any:
-    """``load()`` of one tensor (Callable[[], ndarray]); it raises when the entry is invalid."""
+    """``load()`` of one tensor (Callable[[], ndarray]); it raises when the entry is invalid.
 
-    def load() -> npt.NDArray[np.generic]:
+    For a tensor of at least one dimension it is a :class:`RowReader`: a range of the first
+    axis is read alone (one expert of a packed MoE tensor reads its own bytes only).
+    """
+    _, read_as, itemsize = _DTYPES.get(code, ("", "u1", 1))  # an unknown code has a problem
+    row = math.prod(shape[1:])
+
+    def read(start: int, stop: int) -> npt.NDArray[np.generic]:
         if problem:
             raise SourceError(f"{path}: {problem}")
-        _, read_as, _ = _DTYPES[code]
-        count = math.prod(shape)
+        count = (stop - start) * row if shape else 1
         with open_regular_file(path) as f:
             try:
-                values = np.fromfile(f, dtype=np.dtype(read_as), count=count, offset=offset)
+                values = np.fromfile(
+                    f, dtype=np.dtype(read_as), count=count, offset=offset + start * row * itemsize
+                )
             except OSError as exc:
                 raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         if values.size != count:
             raise SourceError(f"{path}: data truncated while reading")
         if code == "BF16":
             values = bfloat16_to_float32(values)
-        return values.reshape(shape)
+        return values.reshape((stop - start, *shape[1:]) if shape else ())
 
-    return load
+    if not shape:
+        return lambda: read(0, 1)
+    return RowReader(read, shape[0])
 
 
 def read_safetensors_header(path: Path) -> list[TensorRef]:
