@@ -30,8 +30,10 @@ import numpy.typing as npt
 from alphahat.layers.limits import ResourceLimits, limit_reason
 from alphahat.layers.semantics import (
     base_name,
+    dequantize_float8,
     dequantize_int8,
     expand,
+    float8_scale_skip,
     is_rnn_name,
     quantization_skip,
 )
@@ -200,7 +202,7 @@ def _dtype_reason(dtype: str) -> str | None:
             "not a float matrix"
         )
     if dtype.startswith("float8"):
-        return f"{dtype} tensor: float8 weights are not supported yet"
+        return f"{dtype} tensor: only float8_e4m3fn and float8_e5m2 are read"
     return f"unsupported dtype {dtype}"
 
 
@@ -227,10 +229,10 @@ def plan_tensors(
     names = by_name.keys()
     next_id = 0
     for original in ordered:
-        quantized = quantization_skip(original, names)
+        quantized = quantization_skip(original, names) or float8_scale_skip(original, by_name)
         if quantized is not None and original.skip_reason is None:
             original = replace(original, skip_reason=quantized)
-        original = dequantize_int8(original, names, by_name)
+        original = dequantize_float8(dequantize_int8(original, names, by_name), by_name)
         for ref in expand(original, split_fused=split_fused, fused_heads=fused_heads):
             plan, next_id = _plan_one(ref, next_id, layer_filter, min_evals, max_evals, conv_scale)
             too_large = (

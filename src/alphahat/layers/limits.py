@@ -6,7 +6,7 @@ becomes a ``skipped`` row instead of an out-of-memory kill that would lose every
 
 The memory estimate (bytes) of one layer, with its matrices N × M (N ≥ M), ``k`` of them:
 
-    numel · (itemsize + 4 if bfloat16)      the tensor as read (bfloat16 widened to float32)
+    numel · (itemsize + 4 if bf16/float8)   the tensor as read (bf16, float8 widened to float32)
   + 3 · 8 · N · M                           float64 copy, scaled copy, LAPACK's working copy
   + 8 · (N + 8 · M)                         LAPACK ``gesdd`` workspace (no singular vectors)
   + 320 · M · k                             the M·k eigenvalues and the power-law fit's
@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from alphahat.sources.base import TensorRef
 
 #: Bytes per element of the weight dtypes as stored.
-_ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+_ITEMSIZE = {
+    "float16": 2,
+    "bfloat16": 2,
+    "float32": 4,
+    "float64": 8,
+    "float8_e4m3fn": 1,
+    "float8_e5m2": 1,
+}
 _UNITS = {
     "": 1,
     "b": 1,
@@ -105,7 +112,8 @@ class ResourceLimits:
 
 def estimated_peak_bytes(ref: TensorRef, N: int, M: int, num_matrices: int) -> int:
     """Estimated peak memory of analysing a layer (the formula in the module docstring)."""
-    itemsize = _ITEMSIZE.get(ref.dtype, 8) + (4 if ref.dtype == "bfloat16" else 0)
+    widened = ref.dtype == "bfloat16" or ref.dtype.startswith("float8")
+    itemsize = _ITEMSIZE.get(ref.dtype, 8) + (4 if widened else 0)
     tensor = math.prod(ref.shape) * itemsize
     return tensor + 3 * 8 * N * M + 8 * (N + 8 * M) + 320 * M * num_matrices + _OVERHEAD
 

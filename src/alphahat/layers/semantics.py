@@ -21,6 +21,7 @@ Nothing here reads a file: derived tensors wrap the original tensor's ``load()``
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Collection
 from dataclasses import replace
@@ -28,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from alphahat.sources.base import FLOAT_DTYPES, TensorRef, read_rows
+from alphahat.sources.base import FLOAT8_DTYPES, FLOAT_DTYPES, TensorRef, read_rows
 
 Array = npt.NDArray[np.generic]
 
@@ -107,6 +108,99 @@ def dequantize_int8(
 
     return replace(
         ref, dtype="float32", load=load, note="dequantized (LLM.int8: W·SCB/127)", module_kind=None
+    )
+
+
+#: Names of float8 weight scales: DeepSeek-V3 / Hugging Face fine-grained FP8 store
+#: ``weight_scale_inv`` per 128 × 128 block; compressed-tensors, FBGEMM and ModelOpt store
+#: ``weight_scale`` per tensor, per output channel or per group. Both multiply: W = W₈ · s.
+FLOAT8_SCALE_NAMES = ("weight_scale_inv", "weight_scale")
+#: Block sizes tried, in order, when a block-wise scale's block size must be inferred.
+_FLOAT8_BLOCKS = (128, 64, 256, 32, 512, 16, 1024)
+
+
+def float8_scale_skip(ref: TensorRef, refs: dict[str, TensorRef]) -> str | None:
+    """Why a float8 weight's scale tensor is not a layer of its own, or None."""
+    owner, attr = _owner_and_attr(ref.name)
+    weight = refs.get(f"{owner}.weight")
+    if attr in FLOAT8_SCALE_NAMES and weight is not None and weight.dtype in FLOAT8_DTYPES:
+        return f"{weight.dtype} scales ({attr}) of {owner}.weight (used to dequantize it)"
+    return None
+
+
+def _block_size(size: int, blocks: int) -> int | None:
+    """The block length b with ⌈size / b⌉ = blocks: a usual one first, else an exact split."""
+    for b in _FLOAT8_BLOCKS:
+        if -(-size // b) == blocks:
+            return b
+    if blocks > 0 and size % blocks == 0:
+        return size // blocks
+    return None
+
+
+def _float8_scale_plan(
+    shape: tuple[int, ...], scale_shape: tuple[int, ...]
+) -> tuple[str, Callable[[Array], Array]] | None:
+    """(how the scales apply, scales → an array broadcasting against W), or None if unknown."""
+    if math.prod(scale_shape) == 1:
+        return "per tensor", lambda s: s.reshape(())
+    if len(shape) != 2:
+        return None
+    out, inp = shape
+    if scale_shape in ((out,), (out, 1)):
+        return "per output channel", lambda s: s.reshape(out, 1)
+    if len(scale_shape) != 2:
+        return None
+    b0, b1 = _block_size(out, scale_shape[0]), _block_size(inp, scale_shape[1])
+    if b0 is None or b1 is None:
+        return None
+
+    def blocks(s: Array) -> Array:
+        full: Array = np.repeat(np.repeat(s, b0, axis=0), b1, axis=1)[:out, :inp]
+        return full
+
+    return f"per {b0} × {b1} block", blocks
+
+
+def dequantize_float8(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
+    """A float8 weight with its scale tensor as float32 W₈ · s; others unchanged.
+
+    W₈ is decoded exactly (``sources.base.float8_to_float32``); the scale is per tensor, per
+    output channel, or per block (``weight_scale_inv`` of shape ⌈out/b⌉ × ⌈in/b⌉, b = 128 as
+    in DeepSeek-V3 unless the shapes say otherwise). Without a scale tensor the values are
+    analysed as stored, and the note says so; scales of an unknown layout make the layer fail
+    with the reason rather than give the spectrum of wrongly scaled weights.
+    """
+    owner, attr = _owner_and_attr(ref.name)
+    if ref.dtype not in FLOAT8_DTYPES or attr != "weight":
+        return ref
+    scale = next((refs[n] for n in (f"{owner}.{a}" for a in FLOAT8_SCALE_NAMES) if n in refs), None)
+    if scale is None:
+        note = f"{ref.dtype} values as stored (no weight_scale or weight_scale_inv found)"
+        return replace(ref, note=f"{ref.note}; {note}" if ref.note else note)
+    plan = _float8_scale_plan(ref.shape, scale.shape)
+    if plan is None or scale.dtype not in FLOAT_DTYPES - FLOAT8_DTYPES:
+        return replace(
+            ref,
+            problem=(
+                f"{ref.dtype} weight of shape {list(ref.shape)} with scales {scale.name} of "
+                f"shape {list(scale.shape)} ({scale.dtype}): layout not recognised"
+            ),
+        )
+    how, broadcast = plan
+
+    def load() -> Array:
+        weights = np.asarray(ref.load(), dtype=np.float32)
+        scales = np.asarray(scale.load(), dtype=np.float32)
+        out: Array = np.multiply(weights, broadcast(scales))
+        return out
+
+    attr_name = scale.name.rsplit(".", 1)[-1]
+    return replace(
+        ref,
+        dtype="float32",
+        load=load,
+        note=f"dequantized ({ref.dtype} · {attr_name}, {how})",
     )
 
 

@@ -32,11 +32,11 @@ def torch_dtype_name(tensor: Any) -> str:
 
 
 def torch_to_numpy(tensor: Any) -> npt.NDArray[np.generic]:
-    """A detached CPU copy as numpy; bfloat16 (which numpy lacks) becomes float32 exactly."""
+    """A detached CPU copy as numpy; bfloat16 and float8 (numpy lacks them) become float32."""
     t = tensor.detach()
     if t.device.type != "cpu":
         t = t.to("cpu")
-    if str(t.dtype) == "torch.bfloat16":
+    if str(t.dtype) in ("torch.bfloat16", "torch.float8_e4m3fn", "torch.float8_e5m2"):
         t = t.float()
     result: npt.NDArray[np.generic] = t.numpy()
     return result

@@ -18,7 +18,8 @@ import numpy.typing as npt
 from alphahat.errors import SourceError
 
 #: Floating dtypes whose values are weights (names as numpy / safetensors spell them).
-FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
+FLOAT8_DTYPES = frozenset({"float8_e4m3fn", "float8_e5m2"})
+FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"}) | FLOAT8_DTYPES
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,47 @@ def bfloat16_to_float32(raw: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
     wide = raw.astype(np.uint32)
     wide <<= 16  # in place: no third copy of a large tensor
     return wide.view(np.float32)
+
+
+def _float8_table(
+    exponent_bits: int, mantissa_bits: int, *, finite_only: bool
+) -> npt.NDArray[np.float32]:
+    """The float32 value of each of the 256 float8 codes (sign, exponent, mantissa bits).
+
+    Exponent bias 2^(e−1) − 1; exponent 0 is subnormal (m · 2^(1−bias−mbits)). With
+    ``finite_only`` (E4M3FN) only the all-ones code is NaN and there is no infinity;
+    otherwise (E5M2) the all-ones exponent is ±inf (m = 0) or NaN, as in IEEE 754.
+    """
+    codes = np.arange(256)
+    sign = np.where(codes >> 7, -1.0, 1.0)
+    exponent = (codes >> mantissa_bits) & ((1 << exponent_bits) - 1)
+    mantissa = codes & ((1 << mantissa_bits) - 1)
+    bias = (1 << (exponent_bits - 1)) - 1
+    fraction = mantissa / (1 << mantissa_bits)
+    values = np.where(
+        exponent == 0,
+        fraction * 2.0 ** (1 - bias),
+        (1.0 + fraction) * 2.0 ** (exponent - bias),
+    )
+    top = (1 << exponent_bits) - 1
+    if finite_only:
+        all_ones = (exponent == top) & (mantissa == (1 << mantissa_bits) - 1)
+        values = np.where(all_ones, np.nan, values)
+    else:
+        values = np.where(exponent == top, np.where(mantissa == 0, np.inf, np.nan), values)
+    return (sign * values).astype(np.float32)
+
+
+#: float32 value of every float8 code, by dtype name (OCP FP8: E4M3FN max 448, E5M2 IEEE-like).
+FLOAT8_VALUES = {
+    "float8_e4m3fn": _float8_table(4, 3, finite_only=True),
+    "float8_e5m2": _float8_table(5, 2, finite_only=False),
+}
+
+
+def float8_to_float32(raw: npt.NDArray[np.uint8], dtype: str) -> npt.NDArray[np.float32]:
+    """Exact float8 (``float8_e4m3fn`` or ``float8_e5m2``) bytes → float32, by table lookup."""
+    return FLOAT8_VALUES[dtype][raw]
 
 
 def file_sha256(

@@ -24,6 +24,7 @@ from alphahat.sources.base import (
     TensorRef,
     WeightSource,
     bfloat16_to_float32,
+    float8_to_float32,
     natural_key,
     open_regular_file,
     parse_json_bytes,
@@ -175,7 +176,7 @@ def _loader(path: Path, offset: int, code: str, shape: tuple[int, ...], problem:
     For a tensor of at least one dimension it is a :class:`RowReader`: a range of the first
     axis is read alone (one expert of a packed MoE tensor reads its own bytes only).
     """
-    _, read_as, itemsize = _DTYPES.get(code, ("", "u1", 1))  # an unknown code has a problem
+    name, read_as, itemsize = _DTYPES.get(code, ("", "u1", 1))  # an unknown code has a problem
     row = math.prod(shape[1:])
 
     def read(start: int, stop: int) -> npt.NDArray[np.generic]:
@@ -193,6 +194,8 @@ def _loader(path: Path, offset: int, code: str, shape: tuple[int, ...], problem:
             raise SourceError(f"{path}: data truncated while reading")
         if code == "BF16":
             values = bfloat16_to_float32(values)
+        elif code.startswith("F8_"):
+            values = float8_to_float32(values, name)
         return values.reshape((stop - start, *shape[1:]) if shape else ())
 
     if not shape:
