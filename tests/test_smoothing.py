@@ -100,3 +100,20 @@ def test_compat_svd_smoothing_returns_a_copy_close_to_the_reference() -> None:
     exact = low_rank(original.numpy(), 24)
     assert np.linalg.norm(ours - exact) < 1e-5 * np.linalg.norm(exact)
     assert np.linalg.norm(theirs - exact) < 0.05 * np.linalg.norm(exact)  # randomized SVD
+
+
+def test_pl_spikes_keeps_the_num_pl_spikes_of_analyze() -> None:
+    """k of ``pl_spikes`` is the table's num_pl_spikes: the same fitted sample and the same
+    checks. An orthogonal matrix (every σ = 1) has no tail — its "fit" is rounding noise, with
+    α ≈ 1e15, which analyze fails as ``constant`` with no spikes — so nothing is kept."""
+    import alphahat
+
+    rng = np.random.default_rng(5)
+    orthogonal, _ = np.linalg.qr(rng.standard_normal((120, 120)))
+    model = {"a.weight": rng.standard_t(3, size=(300, 200)), "q.weight": orthogonal}
+    table = alphahat.analyze(model).details.set_index("name")
+    assert "constant" in table.loc["q.weight", "reason"]
+    details = svd_smoothing(model, method="pl_spikes").details.set_index("name")
+    for name in model:
+        assert details.loc[name, "num_components"] == table.loc[name, "num_pl_spikes"]
+    assert details.loc["q.weight", "num_components"] == 0

@@ -40,7 +40,7 @@ from alphahat.layers import (
 )
 from alphahat.layers.conv import fft_plan, is_conv, slice_plans
 from alphahat.layers.limits import ResourceLimits, parse_byte_size
-from alphahat.metrics import NAN, fit_sample, layer_metrics, vet_fit
+from alphahat.metrics import DEFAULT_EVALS_THRESHOLD, NAN, fit_sample, layer_metrics, vet_fit
 from alphahat.report import Report, build_provenance, coverage_frame
 from alphahat.sources import WeightSource, open_source
 from alphahat.spectrum import (
@@ -51,8 +51,7 @@ from alphahat.spectrum import (
     uses_torch,
 )
 
-#: Eigenvalues at or below this are left out of the power-law fit (the reference tool's rule).
-DEFAULT_EVALS_THRESHOLD = 1e-5
+#: Layers with fewer eigenvalues than this are skipped (the reference tool's default).
 DEFAULT_MIN_EVALS = 8
 
 LayerSpec = str | int

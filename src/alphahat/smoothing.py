@@ -33,6 +33,7 @@ import pandas as pd
 from alphahat.fit import fit_power_law
 from alphahat.fit.marchenko_pastur import fit_marchenko_pastur
 from alphahat.layers import LayerFilter, TensorPlan, layer_matrices, plan_tensors
+from alphahat.metrics import DEFAULT_EVALS_THRESHOLD, fit_sample, vet_fit
 from alphahat.metrics.detx import detx_condition
 from alphahat.sources import open_source
 from alphahat.spectrum import layer_spectrum
@@ -74,7 +75,10 @@ def _component_count(
     if method == "detX":
         return detx_condition(evals).num
     if method == "pl_spikes":
-        fit = fit_power_law(evals[evals > 1e-5])
+        # the sample and the checks of analyze, so k is its num_pl_spikes
+        threshold = DEFAULT_EVALS_THRESHOLD
+        fit = fit_power_law(fit_sample(evals, plan.N, threshold))
+        fit = vet_fit(fit, evals, plan.N, threshold)
         return int(np.count_nonzero(evals >= fit.xmin)) if fit.fitted else 0
     if method == "mp_spikes":
         mp = fit_marchenko_pastur(evals, N=plan.N, M=plan.M)

@@ -126,6 +126,10 @@ def log_alpha_norm(eigenvalues: FloatArray, alpha: float) -> float:
 _RESOLUTION_ULPS = 4.0
 
 
+#: The reference tool's absolute cut: eigenvalues ≤ 1e-5 are left out of the power-law fit.
+DEFAULT_EVALS_THRESHOLD = 1e-5
+
+
 def noise_floor(eigenvalues: FloatArray, N: int) -> float:
     """λ_max · (N · ε)²: eigenvalues at or below it are rounding noise of the SVD.
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from alphahat.analysis import DEFAULT_EVALS_THRESHOLD
 from alphahat.fit import PowerLawFit, fit_power_law
+from alphahat.metrics import DEFAULT_EVALS_THRESHOLD
 from alphahat.plot._mpl import (
     ALPHA_BAND,
     BAND_COLOR,
