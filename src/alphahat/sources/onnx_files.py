@@ -9,6 +9,12 @@ in the PyTorch layout (out, in), so shapes and names agree with the model's othe
 ``note`` column says so. One ``Identity``/``Cast`` hop is followed, and a ``Transpose`` hop
 flips the orientation.
 
+Quantized weights of the QDQ format (an integer initializer feeding ``DequantizeLinear``, as
+written by ``onnxruntime.quantization`` and most exporters) are read dequantized, as the
+operator defines it: W = (q − zero_point) · scale, per tensor or per ``axis``, with the scale
+and zero point taken from their initializers; the ``note`` says so. Blocked quantization
+(``block_size``) and scales computed at run time fail that weight with the reason.
+
 Exporters often rename transposed weights (``onnx::MatMul_470``); such a weight takes its name
 from its node's scope (``/encoder/layer.0/attention/self/query/MatMul`` → the module whose
 ``….query.bias`` initializer exists, else ``encoder.layer.0.attention.self.query``) plus
@@ -46,7 +52,7 @@ _WEIGHT_INPUTS: dict[str, tuple[int, str | None]] = {
     "Gather": (0, "embedding"),
 }
 _RNN_OPS = ("LSTM", "GRU", "RNN")
-_PASS_THROUGH = ("Identity", "Cast")
+_PASS_THROUGH = ("Identity", "Cast", "DequantizeLinear")
 _CONV_BY_NDIM = {3: "conv1d", 4: "conv2d", 5: "conv3d"}
 _ANONYMOUS = re.compile(r"^(onnx::|/)|^[^.]*$")
 #: files larger than this are refused (protobuf cannot hold more than 2 GiB)
@@ -208,16 +214,81 @@ class OnnxSource(WeightSource):
         if transposed:
             shape = (dims[1], dims[0])
             note = "; ".join(filter(None, [note, f"stored {list(dims)} (in, out), transposed"]))
+        load = self._loader(name, tensor, dims, dtype)
+        shown_dtype = _dtype_name(dtype)
+        dequantize = _dequantize_node(name, uses)
+        if dequantize is not None and problem is None:
+            load, how, problem = self._dequantized(load, dequantize, dims)
+            if problem is None:
+                shown_dtype = "float32"
+                note = "; ".join(filter(None, [f"dequantized from {dtype.name} ({how})", note]))
         return TensorRef(
             name=shown,
             shape=shape,
-            dtype=_dtype_name(dtype),
-            load=self._loader(name, tensor, dims, dtype, transposed),
+            dtype=shown_dtype,
+            load=_transposed(load) if transposed else load,
             module_kind=kind,
             origin=origin,
             problem=problem,
             note=note,
         )
+
+    def _constant(self, name: str) -> Array | None:
+        """The value of an initializer or Constant node output (None if neither)."""
+        for tensor in self._model.graph.initializer:
+            if tensor.name == name:
+                value: Array = self._onnx.numpy_helper.to_array(tensor)
+                return value
+        for node in self._model.graph.node:
+            if node.op_type == "Constant" and node.output and node.output[0] == name:
+                for attr in node.attribute:
+                    if attr.name == "value":
+                        constant: Array = self._onnx.numpy_helper.to_array(attr.t)
+                        return constant
+        return None
+
+    def _dequantized(
+        self, load: Callable[[], Array], node: Any, dims: tuple[int, ...]
+    ) -> tuple[Callable[[], Array], str, str | None]:
+        """(load of (q − zero_point)·scale, how, problem) for a ``DequantizeLinear`` input."""
+        if _attr_int(node, "block_size", 0):
+            return load, "", "DequantizeLinear with block_size (blocked quantization) unsupported"
+        inputs = list(node.input) + ["", ""]
+        scale = self._constant(inputs[1])
+        zero_point = self._constant(inputs[2]) if inputs[2] else None
+        if scale is None:
+            return load, "", f"DequantizeLinear scale {inputs[1]!r} is not a constant"
+        if inputs[2] and zero_point is None:
+            return load, "", f"DequantizeLinear zero point {inputs[2]!r} is not a constant"
+        axis = _attr_int(node, "axis", 1)
+        if scale.size == 1:
+            how = "per tensor"
+            view: tuple[int, ...] = ()
+        else:
+            if axis < 0:
+                axis += len(dims)
+            if scale.ndim != 1 or not 0 <= axis < len(dims) or scale.size != dims[axis]:
+                return (
+                    load,
+                    "",
+                    (
+                        f"DequantizeLinear scale of shape {list(scale.shape)} does not match axis "
+                        f"{axis} of the weight's shape {list(dims)}"
+                    ),
+                )
+            how = f"per axis {axis}"
+            view = tuple(dims[axis] if i == axis else 1 for i in range(len(dims)))
+        if zero_point is not None and zero_point.size != scale.size:
+            return load, "", "DequantizeLinear zero point and scale differ in size"
+        scales = np.asarray(scale, np.float64).reshape(view)
+        zeros = np.zeros(view) if zero_point is None else np.asarray(zero_point, np.float64)
+
+        def load_dequantized() -> Array:
+            q = np.asarray(load(), dtype=np.float64)
+            out: Array = ((q - zeros.reshape(view)) * scales).astype(np.float32)
+            return out
+
+        return load_dequantized, f"DequantizeLinear (q − zero_point)·scale, {how}", None
 
     def _check_size(self, tensor: Any, dims: tuple[int, ...], dtype: np.dtype[Any]) -> str | None:
         nbytes = math.prod(dims) * dtype.itemsize
@@ -259,8 +330,10 @@ class OnnxSource(WeightSource):
         return candidate
 
     def _loader(
-        self, name: str, tensor: Any, dims: tuple[int, ...], dtype: np.dtype[Any], transposed: bool
+        self, name: str, tensor: Any, dims: tuple[int, ...], dtype: np.dtype[Any]
     ) -> Callable[[], Array]:
+        """``load()`` of the initializer as stored (bf16 widened)."""
+
         def load() -> Array:
             try:
                 if self._onnx.external_data_helper.uses_external_data(tensor):
@@ -288,13 +361,28 @@ class OnnxSource(WeightSource):
                 )
             if "bfloat16" in values.dtype.name or values.dtype.kind == "V":
                 values = values.astype(np.float32)
-            return values.T if transposed else values
+            return values
 
         return load
 
     def tensors(self) -> Iterator[TensorRef]:
         """Initializers in graph order."""
         return iter(self._refs)
+
+
+def _dequantize_node(name: str, uses: dict[str, list[tuple[Any, int]]]) -> Any | None:
+    """The ``DequantizeLinear`` node reading ``name`` as its quantized input, if any."""
+    for node, index in uses.get(name, []):
+        if node.op_type == "DequantizeLinear" and index == 0:
+            return node
+    return None
+
+
+def _transposed(load: Callable[[], Array]) -> Callable[[], Array]:
+    def load_transposed() -> Array:
+        return load().T
+
+    return load_transposed
 
 
 def _problem_ref(name: str, origin: str, reason: str) -> TensorRef:
