@@ -294,3 +294,27 @@ def test_cli_figures_and_self_contained_html(series: Path, tmp_path: Path) -> No
     assert text.startswith("<!DOCTYPE html>") and "Simpson" in text
     assert text.count("data:image/png;base64,") == 2
     assert "http://" not in text and "https://" not in text
+
+
+def test_each_model_file_is_hashed_once(series: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key's SHA-256 of a file serves the report's provenance too (no second read),
+    and the provenance holds the true digest of the file's bytes."""
+    import hashlib
+
+    import alphahat.compare.run as run_module
+    import alphahat.sources as sources_module
+
+    hashed: list[str] = []
+    real = sources_module.file_sha256
+
+    def counting(path, **kw):  # type: ignore[no-untyped-def]
+        hashed.append(str(path))
+        return real(path, **kw)
+
+    monkeypatch.setattr(run_module, "file_sha256", counting)
+    monkeypatch.setattr(sources_module, "file_sha256", counting)  # the provenance thread's
+    result = compare(series, num_bootstrap=0)
+    assert len(hashed) == 9 and len(set(hashed)) == 9  # 9 files, each read once
+    path = series.parent / "m0.safetensors"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert list(result.reports["m0.safetensors"].provenance["file_sha256"].values()) == [digest]

@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -422,11 +422,13 @@ class _FileHashes:
     ``cancel()`` stops it between chunks (a failed or interrupted run does not wait for it).
     """
 
-    def __init__(self, files: Sequence[os.PathLike[str] | str]) -> None:
+    def __init__(
+        self, files: Sequence[os.PathLike[str] | str], known: Mapping[str, str] | None = None
+    ) -> None:
         import threading
 
         self._files = [str(f) for f in files]
-        self._hashes: dict[str, str] = {}
+        self._hashes: dict[str, str] = {f: known[f] for f in self._files if known and f in known}
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alphahat-sha256", daemon=True)
@@ -437,7 +439,8 @@ class _FileHashes:
 
         try:
             for name in self._files:
-                self._hashes[name] = file_sha256(name, cancelled=self._stop.is_set)
+                if name not in self._hashes:
+                    self._hashes[name] = file_sha256(name, cancelled=self._stop.is_set)
         except InterruptedError:
             return  # cancelled: result() says so
         except BaseException as exc:  # re-raised by result()
@@ -597,11 +600,14 @@ def run_analysis(
     progress: bool | ProgressCallback = False,
     execution: ExecutionOptions | None = None,
     reopen: SourceSpec | None = None,
+    file_hashes: Mapping[str, str] | None = None,
 ) -> Report:
     """Analyse every planned layer of an open source (see :func:`analyze`).
 
     ``reopen`` says how another process can open the same source (needed by a Dask cluster;
-    without it local workers receive each tensor's values with its task).
+    without it local workers receive each tensor's values with its task). ``file_hashes``:
+    SHA-256 of the source's files already computed by the caller (``str(path)`` → hex), so
+    they are not read a second time for the provenance; files it lacks are hashed as usual.
     """
     execution = execution or ExecutionOptions()
     started = time.perf_counter()
@@ -609,7 +615,7 @@ def run_analysis(
     todo = [p for p in plans if p.status != "skipped"]
     info: dict[str, Any] = {}
     journal, rows = _open_journal(execution, source, options, todo, info)
-    hashing = _FileHashes(source.files)  # SHA-256 of the inputs, while the layers compute
+    hashing = _FileHashes(source.files, known=file_hashes)  # while the layers compute
     pending: list[int] = []
     for i, plan in enumerate(todo):
         if i in rows:

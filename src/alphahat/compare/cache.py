@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,16 @@ from alphahat.sources import file_sha256
 DEFAULT_CACHE_DIR = ".alphahat-cache"
 
 
-def cache_key(model: Path, files: Sequence[Path], options: dict[str, Any]) -> str:
-    """Hex SHA-256 over the files' contents, the analysis options and the alphahat version."""
+def cache_key(
+    model: Path,
+    files: Sequence[Path],
+    options: dict[str, Any],
+    digests: Mapping[str, str] | None = None,
+) -> str:
+    """Hex SHA-256 over the files' contents, the analysis options and the alphahat version.
+
+    ``digests`` (``str(path)`` → SHA-256 hex) are used where given; the other files are hashed.
+    """
     model = Path(model)
     entries = []
     for path in sorted({Path(p) for p in files}):
@@ -35,7 +43,8 @@ def cache_key(model: Path, files: Sequence[Path], options: dict[str, Any]) -> st
                 name = str(Path(path).resolve().relative_to(model.resolve()))
             except ValueError:
                 name = str(path)
-        entries.append([name, file_sha256(path)])
+        digest = (digests or {}).get(str(path)) or file_sha256(path)
+        entries.append([name, digest])
     document = {"files": entries, "options": options, "alphahat_version": __version__}
     text = json.dumps(document, sort_keys=True, ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -17,7 +17,7 @@ from alphahat.compare.cache import ReportCache, cache_key
 from alphahat.compare.manifest import Manifest, ManifestRow
 from alphahat.errors import AlphahatError
 from alphahat.report import Report
-from alphahat.sources import open_source
+from alphahat.sources import file_sha256, open_source
 from alphahat.sources.safetensors_files import INDEX_SUFFIX
 
 ModelStatus = Literal["analysed", "cached", "failed", "missing"]
@@ -61,14 +61,16 @@ def analyse_model(
         return ModelResult(row, "missing", reason=f"{row.where}: {row.path}: no such file")
     try:
         key = None
+        digests: dict[str, str] = {}
         if cache is not None:
-            files = _source_files(row.path, unsafe_load)
-            key = cache_key(row.path, files, options.as_dict())
+            # each file is read once for hashing: the key's digests serve the provenance too
+            digests = {str(p): file_sha256(p) for p in _source_files(row.path, unsafe_load)}
+            key = cache_key(row.path, [Path(p) for p in digests], options.as_dict(), digests)
             cached = cache.load(key)
             if cached is not None:
                 return _checked(row, "cached", cached)
         with open_source(row.path, unsafe_load=unsafe_load) as source:
-            report = run_analysis(source, options)
+            report = run_analysis(source, options, file_hashes=digests)
         if cache is not None and key is not None:
             cache.store(key, report)
     except (AlphahatError, ValueError, OSError, MemoryError) as exc:
