@@ -275,3 +275,51 @@ def test_row_reader_bounds_and_the_plain_load_fallback():
     np.testing.assert_array_equal(read_rows(lambda: values, 1, 3), values[1:3])
     with pytest.raises(ValueError, match=r"rows \[3, 5\) outside a first axis of 4"):
         reader.rows(3, 5)
+
+
+@pytest.mark.parametrize(
+    ("config", "splits"),
+    [
+        ({"model_type": "gpt_neox", "num_attention_heads": 4}, True),
+        ({"model_type": "bloom", "n_head": 4}, True),
+        ({"model_type": "falcon", "num_attention_heads": 4, "multi_query": False}, True),
+        ({"model_type": "falcon", "num_attention_heads": 4}, False),  # multi-query by default
+        (
+            {
+                "model_type": "falcon",
+                "num_attention_heads": 4,
+                "multi_query": False,
+                "new_decoder_architecture": True,
+            },
+            False,
+        ),  # fmt: skip
+        ({"model_type": "llama", "num_attention_heads": 4}, False),
+        ("not json {", False),
+    ],
+)
+def test_interleaved_head_count_comes_from_config_json(tmp_path, config, splits):
+    """With a Hugging Face ``config.json`` beside the weights, ``split_fused`` needs no
+    ``fused_heads`` for the per-head layouts [heads, 3, head_dim, hidden] (GPT-NeoX, BLOOM,
+    Falcon without multi-query); other layouts and a broken config leave the weight whole."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    heads, dim, hidden = 4, 8, 32
+    w = RNG.standard_normal((3 * heads * dim, hidden)).astype(np.float32)
+    name = "transformer.h.0.self_attention.query_key_value.weight"
+    save_file({name: w}, str(tmp_path / "model.safetensors"))
+    text = config if isinstance(config, str) else json.dumps(config)
+    (tmp_path / "config.json").write_text(text)
+    for model in (tmp_path, tmp_path / "model.safetensors"):
+        got = rows(alphahat.analyze(model, split_fused=True))
+        if not splits:
+            assert list(got) == [name]
+            continue
+        per_head = w.reshape(heads, 3, dim, hidden)
+        for i, part in enumerate("qkv"):
+            block = per_head[:, i].reshape(heads * dim, hidden)
+            row = got[f"{name} [{part}]"]
+            assert row["log_norm"] == pytest.approx(log_norm([block]), rel=1e-6)
+        whole = rows(alphahat.analyze(model))  # without split_fused the config changes nothing
+        assert list(whole) == [name]

@@ -40,6 +40,7 @@ from alphahat.layers import (
 )
 from alphahat.layers.conv import fft_plan, is_conv, slice_plans
 from alphahat.layers.limits import ResourceLimits, parse_byte_size
+from alphahat.layers.semantics import interleaved_qkv_heads
 from alphahat.metrics import DEFAULT_EVALS_THRESHOLD, NAN, fit_sample, layer_metrics, vet_fit
 from alphahat.report import Report, build_provenance, coverage_frame
 from alphahat.sources import WeightSource, open_source
@@ -205,6 +206,9 @@ def _failed_row(reason: str) -> dict[str, Any]:
 
 
 def _plan(source: WeightSource, options: AnalysisOptions) -> list[TensorPlan]:
+    fused_heads = options.fused_heads
+    if options.split_fused and fused_heads is None:  # the checkpoint's config.json may say
+        fused_heads = interleaved_qkv_heads(source.model_config)
     plans = list(
         plan_tensors(
             source.tensors(),
@@ -213,7 +217,7 @@ def _plan(source: WeightSource, options: AnalysisOptions) -> list[TensorPlan]:
             max_evals=options.max_evals,
             conv_scale=options.conv_scale,
             split_fused=options.split_fused,
-            fused_heads=options.fused_heads,
+            fused_heads=fused_heads,
             limits=ResourceLimits(options.max_matrix_elements, options.max_memory),
         )
     )

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -247,6 +248,29 @@ def _parts_along_first_axis(ref: TensorRef, label: str, kind: str | None) -> lis
         )
         for i in range(ref.shape[0])
     ]
+
+
+def interleaved_qkv_heads(config: Mapping[str, Any] | None) -> int | None:
+    """The head count of a per-head interleaved ``query_key_value`` weight from ``config.json``.
+
+    Only for the architectures whose fused weight is ``[heads, 3, head_dim, hidden]``:
+    GPT-NeoX (``num_attention_heads``), BLOOM (``n_head``) and Falcon without multi-query or
+    grouped attention (``multi_query`` and ``new_decoder_architecture`` false; those layouts
+    hold fewer k/v heads than q heads and are left whole). None otherwise.
+    """
+    if not config:
+        return None
+    model_type = str(config.get("model_type", "")).lower()
+    if model_type == "falcon" or model_type.startswith("refinedweb"):
+        if config.get("multi_query", True) or config.get("new_decoder_architecture", False):
+            return None
+    elif model_type not in ("gpt_neox", "bloom"):
+        return None
+    for key in ("num_attention_heads", "n_head"):
+        heads = config.get(key)
+        if isinstance(heads, int) and not isinstance(heads, bool) and heads > 0:
+            return heads
+    return None
 
 
 def fused_qkv_note(ref: TensorRef, fused_heads: int | None) -> str | None:

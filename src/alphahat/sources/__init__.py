@@ -17,7 +17,14 @@ from typing import Any
 from alphahat._imports import loaded
 from alphahat.errors import SourceError
 from alphahat.sources.arrays import MappingSource, NpySource, NpzSource
-from alphahat.sources.base import FLOAT_DTYPES, TensorRef, WeightSource, file_sha256, natural_key
+from alphahat.sources.base import (
+    FLOAT_DTYPES,
+    TensorRef,
+    WeightSource,
+    file_sha256,
+    natural_key,
+    read_model_config,
+)
 from alphahat.sources.deltas import DeltaSource
 from alphahat.sources.gguf_files import GGUFSource
 from alphahat.sources.keras_files import KerasFileSource, KerasModelSource, is_keras_model
@@ -69,7 +76,11 @@ def open_source(model: Any, *, unsafe_load: bool = False, base: Any = None) -> W
     if isinstance(model, Mapping):
         return MappingSource(model)
     if isinstance(model, str | os.PathLike):
-        return _open_path(Path(model), unsafe_load)
+        path = Path(model)
+        source = _open_path(path, unsafe_load)
+        if source.model_config is None:
+            source.model_config = read_model_config(path if path.is_dir() else path.parent)
+        return source
     raise SourceError(
         f"cannot analyse a {type(model).__name__}: pass a torch.nn.Module, a state_dict or "
         f"{{name: array}} mapping, or a path to a {', '.join(SUPPORTED_SUFFIXES)} file or a "

@@ -7,7 +7,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -109,6 +109,8 @@ class WeightSource:
 
     description: str = ""
     files: Sequence[Path] = ()
+    #: The checkpoint's Hugging Face ``config.json`` (parsed), when one lies beside the weights.
+    model_config: Mapping[str, Any] | None = None
 
     def tensors(self) -> Iterator[TensorRef]:
         """Tensors in model order (the source's own order where it has one)."""
@@ -255,6 +257,26 @@ def parse_json_bytes(raw: bytes, path: Path, what: str) -> Any:
         raise SourceError(f"{path}: not a valid {what}: {one_line(exc)}") from exc
     except RecursionError as exc:
         raise SourceError(f"{path}: not a valid {what}: JSON nested too deeply") from exc
+
+
+#: A config.json larger than this is not read (real ones are a few kB).
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def read_model_config(folder: Path) -> dict[str, Any] | None:
+    """The parsed ``folder/config.json``, or None when absent, unreadable or too large.
+
+    It only ever refines the plan (e.g. head counts), so a bad one is ignored, not an error.
+    """
+    path = folder / "config.json"
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
+            return None
+        with open_regular_file(path) as handle:
+            config = parse_json_bytes(handle.read(MAX_CONFIG_BYTES + 1), path, "config.json")
+    except (OSError, SourceError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def one_line(exc: BaseException) -> str:
