@@ -164,6 +164,7 @@ class OnnxSource(WeightSource):
             raise SourceError(f"{path}: not a valid ONNX model (empty graph)")
         self._onnx = onnx
         self._model = model
+        self._constants: dict[str, Any] | None = None
         uses = _consumers(graph)
         tensors = [(t.name, t) for t in graph.initializer]
         for node in graph.node:  # weights some exporters write as Constant nodes
@@ -235,17 +236,19 @@ class OnnxSource(WeightSource):
 
     def _constant(self, name: str) -> Array | None:
         """The value of an initializer or Constant node output (None if neither)."""
-        for tensor in self._model.graph.initializer:
-            if tensor.name == name:
-                value: Array = self._onnx.numpy_helper.to_array(tensor)
-                return value
-        for node in self._model.graph.node:
-            if node.op_type == "Constant" and node.output and node.output[0] == name:
-                for attr in node.attribute:
-                    if attr.name == "value":
-                        constant: Array = self._onnx.numpy_helper.to_array(attr.t)
-                        return constant
-        return None
+        if self._constants is None:
+            graph = self._model.graph
+            self._constants = {t.name: t for t in graph.initializer}
+            for node in graph.node:
+                if node.op_type == "Constant" and node.output:
+                    for attr in node.attribute:
+                        if attr.name == "value":
+                            self._constants.setdefault(node.output[0], attr.t)
+        tensor = self._constants.get(name)
+        if tensor is None:
+            return None
+        value: Array = self._onnx.numpy_helper.to_array(tensor)
+        return value
 
     def _dequantized(
         self, load: Callable[[], Array], node: Any, dims: tuple[int, ...]
