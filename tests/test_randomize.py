@@ -166,3 +166,24 @@ def test_eigenvector_metrics_closed_forms() -> None:
     assert cols["bulk_mean_loc_ratio"] == pytest.approx(1.0)
     assert cols["tail_var_vec_entropy"] == pytest.approx(0.0, abs=1e-12)
     assert all(math.isnan(v) for v in eigenvector_columns([w], num_tail=None).values())
+
+
+@pytest.mark.parametrize("shape_kind", ["tall", "wide", "square", "mostly zeros"])
+def test_gram_eigenvalues_of_the_shuffles_equal_numpy_svd_of_the_same_draw(shape_kind) -> None:
+    """The default (guarded Gram) path and ``exact=True`` (SVD) give the eigenvalues of NumPy's
+    SVD of the very matrix RandomState.shuffle draws, in either stored orientation; a matrix
+    of mostly equal entries is rank-deficient after any shuffle and takes the SVD fallback."""
+    rng = np.random.default_rng(4)
+    w = {
+        "tall": rng.standard_normal((300, 80)),
+        "wide": rng.standard_normal((80, 300)),
+        "square": rng.standard_normal((150, 150)),
+        "mostly zeros": np.where(rng.random((120, 60)) < 0.02, 1.0, 0.0),
+    }[shape_kind]
+    flat = w.copy().reshape(-1)
+    np.random.RandomState(9).shuffle(flat)
+    expected = np.sort(np.linalg.svd(flat.reshape(w.shape), compute_uv=False) ** 2)
+    for exact in (False, True):
+        got = randomized_spectrum([w], seed=9, exact=exact).eigenvalues
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12 * expected[-1])

@@ -182,7 +182,9 @@ def option_columns(
     if options.mp_fit:
         row.update(mp_columns(fit_marchenko_pastur(evals, N=N, M=M)))
     if options.randomize:
-        shuffled = layer_randomized_spectrum(values, matrices, scale, seed=options.seed, name=name)
+        shuffled = layer_randomized_spectrum(
+            values, matrices, scale, seed=options.seed, name=name, exact=options.backend == "svd"
+        )
         random_fit = fit_marchenko_pastur(shuffled.eigenvalues, N=N, M=M)
         replicas = len(shuffled.replicas)
         row.update(randomization_columns(evals, shuffled.eigenvalues, random_fit, replicas))

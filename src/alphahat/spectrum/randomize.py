@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from alphahat.errors import LayerError
 from alphahat.spectrum import singular_values
+from alphahat.spectrum.backends import gram_eigenvalues
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -52,6 +53,17 @@ def shuffle_entries(
     return flat.reshape(matrix.shape)
 
 
+def _eigenvalues(matrix: npt.NDArray[np.generic], scale: float, *, exact: bool) -> FloatArray:
+    """λ = σ² of ``scale · matrix`` (either orientation), ascending."""
+    if not exact:
+        oriented = matrix.T if matrix.shape[0] < matrix.shape[1] else matrix
+        fast = gram_eigenvalues([oriented], scale)
+        if fast is not None:
+            return fast[0]
+    values: FloatArray = singular_values(matrix, scale)[::-1] ** 2
+    return values
+
+
 @dataclass(frozen=True)
 class RandomizedSpectrum:
     """Eigenvalues of element-shuffled copies of a layer's matrices.
@@ -73,8 +85,14 @@ def randomized_spectrum(
     *,
     seed: int,
     replicas: int = 1,
+    exact: bool = False,
 ) -> RandomizedSpectrum:
     """ESD of ``scale · W`` with the entries of each matrix shuffled, ``replicas`` times.
+
+    Eigenvalues come from the guarded float64 Gram path (:mod:`.backends`, each λ within
+    δ = M·ε·λ_max of the SVD's; a shuffled matrix is full-rank and well inside the guard
+    unless it has many equal entries, which falls back to the SVD), or from the SVD with
+    ``exact`` (the ``svd`` backend).
 
     Raises:
         LayerError: no matrices, or non-finite weights.
@@ -90,7 +108,7 @@ def randomized_spectrum(
     per_replica = []
     for _ in range(replicas):
         evals = np.concatenate(
-            [singular_values(shuffle_entries(w, rng), scale) ** 2 for w in matrices]
+            [_eigenvalues(shuffle_entries(w, rng), scale, exact=exact) for w in matrices]
         )
         evals.sort()
         evals.setflags(write=False)
@@ -107,6 +125,7 @@ def layer_randomized_spectrum(
     *,
     seed: int,
     name: str,
+    exact: bool = False,
 ) -> RandomizedSpectrum:
     """The shuffles of ``analyze(randomize=True, seed=seed)`` for the layer ``name``.
 
@@ -120,6 +139,7 @@ def layer_randomized_spectrum(
         scale,
         seed=layer_seed(seed, name),
         replicas=default_replicas(num_evals),
+        exact=exact,
     )
 
 
