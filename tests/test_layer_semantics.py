@@ -164,7 +164,7 @@ def test_tied_weights_analysed_once_and_listed():
     assert "tied to embed.weight" in cov.loc["head.weight", "reason"]
 
 
-def test_gptq_and_bitsandbytes_4bit_are_never_read_as_matrices():
+def test_gptq_is_never_read_as_a_matrix_and_a_broken_bnb_state_fails_with_the_reason():
     state = {
         "layers.0.q_proj.qweight": np.zeros((8, 64), np.int32),
         "layers.0.q_proj.qzeros": np.zeros((1, 8), np.int32),
@@ -173,15 +173,83 @@ def test_gptq_and_bitsandbytes_4bit_are_never_read_as_matrices():
         "layers.1.fc.weight": np.zeros((512, 1), np.uint8),
         "layers.1.fc.weight.absmax": np.ones(16, np.float32),
         "layers.1.fc.weight.quant_map": np.ones(16, np.float32),
-        "layers.1.fc.weight.quant_state.bitsandbytes__nf4": np.zeros(80, np.uint8),
+        "layers.1.fc.weight.quant_state.bitsandbytes__nf4": np.zeros(80, np.uint8),  # not JSON
+        "layers.2.fc.weight": np.zeros((512, 1), np.uint8),
+        "layers.2.fc.weight.quant_state.bitsandbytes__int3": np.zeros(80, np.uint8),
     }
     frame = alphahat.describe(state).set_index("name")
-    assert (frame["status"] == "skipped").all(), frame[["status", "reason"]]
     assert "GPTQ/AWQ packed" in frame.loc["layers.0.q_proj.qweight", "reason"]
     assert "metadata" in frame.loc["layers.0.q_proj.scales", "reason"]
-    assert "bitsandbytes 4-bit (nf4)" in frame.loc["layers.1.fc.weight", "reason"]
+    assert frame.loc["layers.1.fc.weight", "status"] == "failed"
+    assert "quant_state" in frame.loc["layers.1.fc.weight", "reason"]
+    assert "no dequantizer for this type" in frame.loc["layers.2.fc.weight", "reason"]
     assert "quantization state" in frame.loc["layers.1.fc.weight.absmax", "reason"]
-    assert frame["layer_id"].isna().all()
+    others = frame.drop(index="layers.1.fc.weight")
+    assert (others["status"] == "skipped").all(), others[["status", "reason"]]
+
+
+def _dequantized(path, name):
+    from alphahat.layers import plan_tensors
+    from alphahat.sources import open_source
+
+    with open_source(path) as source:
+        (plan,) = [p for p in plan_tensors(source.tensors()) if p.ref.name == name]
+        return plan.ref.load()
+
+
+def _bnb_file(tmp_path, w, quant_type, double):
+    """A Linear4bit state as transformers saves it, in a safetensors file."""
+    from safetensors.torch import save_file
+
+    functional = pytest.importorskip("bitsandbytes.functional")
+    packed, state = functional.quantize_4bit(
+        w, blocksize=64, quant_type=quant_type, compress_statistics=double
+    )
+    name = "model.layers.0.mlp.down_proj.weight"
+    tensors = {name: packed, "model.layers.0.mlp.down_proj.bias": torch.zeros(w.shape[0])}
+    tensors.update({f"{name}.{k}": v for k, v in state.as_dict(packed=True).items()})
+    path = tmp_path / "bnb.safetensors"
+    save_file(tensors, str(path))
+    return path, name, packed, state
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+@pytest.mark.parametrize("double", [False, True])
+def test_bitsandbytes_4bit_weights_are_dequantized_as_bitsandbytes_does(
+    tmp_path, quant_type, double
+):
+    """The dequantized matrix is bitsandbytes' own ``dequantize_4bit``, and so is its spectrum."""
+    functional = pytest.importorskip("bitsandbytes.functional")
+    w = torch.from_numpy(RNG.standard_t(4, size=(72, 128)).astype(np.float32))
+    path, name, packed, state = _bnb_file(tmp_path, w, quant_type, double)
+    expected = functional.dequantize_4bit(packed, state).double().numpy()
+    np.testing.assert_allclose(_dequantized(path, name), expected, rtol=1e-6, atol=1e-7)
+    report = alphahat.analyze(path, keep_eigenvalues=True, min_evals=1)
+    row = rows(report)[name]
+    assert row["shape"] == "72x128" and row["dtype"] == "float32"
+    assert row["note"].startswith(f"dequantized (bitsandbytes {quant_type}, blocks of 64")
+    assert ("double-quantized" in row["note"]) == double
+    lam = np.sort(np.linalg.svd(expected, compute_uv=False) ** 2)
+    np.testing.assert_allclose(report.eigenvalues[name], lam, rtol=1e-5)
+    coverage = report.coverage.set_index("name")
+    assert "quantization state" in coverage.loc[f"{name}.absmax", "reason"]
+    assert list(report.details["name"]) == [name]
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_bitsandbytes_4bit_blocks_run_across_rows(tmp_path, double):
+    """Blocks of 64 run over the flat weight, across rows of 96: each dequantized value is
+    within half the largest NF4 code gap times its block's scale of the original weight
+    (the quantization error bound). (bitsandbytes 0.50's CPU ``dequantize_4bit`` itself gets
+    such shapes wrong, so the original weight is the reference here.)"""
+    w = RNG.standard_t(4, size=(72, 96)).astype(np.float32)
+    path, name, _, state = _bnb_file(tmp_path, torch.from_numpy(w), "nf4", double)
+    got = _dequantized(path, name)
+    table = np.sort(state.code.numpy())
+    absmax = np.abs(w.reshape(-1, 64)).max(axis=1)
+    bound = np.repeat(absmax, 64) * (np.diff(table).max() / 2 * 1.02 + (0.02 if double else 0))
+    assert got.shape == (72, 96)
+    assert np.all(np.abs(got.reshape(-1) - w.reshape(-1)) <= bound + 1e-6)
 
 
 def test_llm_int8_weights_are_dequantized_and_labelled():

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from alphahat.layers.limits import ResourceLimits, limit_reason
 from alphahat.layers.semantics import (
     base_name,
+    dequantize_bnb_4bit,
     dequantize_float8,
     dequantize_int8,
     expand,
@@ -229,6 +230,7 @@ def plan_tensors(
     names = by_name.keys()
     next_id = 0
     for original in ordered:
+        original = dequantize_bnb_4bit(original, by_name)
         quantized = quantization_skip(original, names) or float8_scale_skip(original, by_name)
         if quantized is not None and original.skip_reason is None:
             original = replace(original, skip_reason=quantized)

@@ -10,11 +10,13 @@
   into three equal contiguous blocks along the output axis, ``name [q]``, ``[k]``, ``[v]``.
   ``query_key_value`` (GPT-NeoX, BLOOM, Falcon) interleaves q/k/v per head, so it is split only
   when the number of heads is given (``fused_heads``); otherwise it stays whole and says why.
-* **Quantized checkpoints**: GPTQ/AWQ ``qweight`` (8 four-bit values packed per int32),
-  bitsandbytes 4-bit (``weight`` as packed uint8 with ``weight.quant_state.*``) are never read
-  as a matrix: skipped with the reason, their metadata (``qzeros``, ``scales``, ``g_idx``,
-  ``absmax``, ``quant_map``…) too. bitsandbytes LLM.int8 (``weight`` int8 with a ``SCB`` row
-  scale) is dequantized exactly: W = W_int8 · SCB[:, None] / 127, and labelled ``dequantized``.
+* **Quantized checkpoints**: GPTQ/AWQ ``qweight`` (8 four-bit values packed per int32) is
+  never read as a matrix: skipped with the reason, its metadata (``qzeros``, ``scales``,
+  ``g_idx``) too. bitsandbytes LLM.int8 (``weight`` int8 with a ``SCB`` row scale) is
+  dequantized exactly: W = W_int8 · SCB[:, None] / 127; bitsandbytes 4-bit NF4/FP4 (``weight``
+  as packed uint8 with ``weight.quant_state.*``, :func:`dequantize_bnb_4bit`) from its stored
+  code table and block scales; float8 with its scales (:func:`dequantize_float8`); all labelled
+  ``dequantized``, their metadata tensors listed as skipped.
 
 Nothing here reads a file: derived tensors wrap the original tensor's ``load()``.
 """
@@ -25,12 +27,20 @@ import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from alphahat.sources.base import FLOAT8_DTYPES, FLOAT_DTYPES, TensorRef, read_rows
+from alphahat.errors import AlphahatError, LayerError
+from alphahat.sources.base import (
+    FLOAT8_DTYPES,
+    FLOAT_DTYPES,
+    TensorRef,
+    parse_json_bytes,
+    read_rows,
+)
 
 Array = npt.NDArray[np.generic]
 
@@ -81,12 +91,13 @@ def quantization_skip(ref: TensorRef, names: Collection[str]) -> str | None:
         if part in _BNB_META and i > 0 and ".".join(parts[:i]) in names:
             return f"bitsandbytes quantization state ({part}) of {'.'.join(parts[:i])}"
     prefix = f"{ref.name}.quant_state."
-    if ref.dtype in ("uint8", "int8") and any(n.startswith(prefix) for n in names):
-        kind = next(n for n in names if n.startswith(prefix)).rsplit("__", 1)[-1]
-        return (
-            f"bitsandbytes 4-bit ({kind}) packed weights ({ref.dtype}, two values per byte): "
-            "never read as a matrix; no dequantizer for this layout here"
-        )
+    if ref.dtype in ("uint8", "int8") and ref.problem is None:  # nf4/fp4 are dequantized
+        kind = next((n for n in names if n.startswith(prefix)), "__").rsplit("__", 1)[-1]
+        if kind and kind not in BNB_4BIT_TYPES:
+            return (
+                f"bitsandbytes 4-bit ({kind}) packed weights ({ref.dtype}, two values per "
+                "byte): never read as a matrix; no dequantizer for this type"
+            )
     return None
 
 
@@ -203,6 +214,115 @@ def dequantize_float8(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
         load=load,
         note=f"dequantized ({ref.dtype} · {attr_name}, {how})",
     )
+
+
+#: The 4-bit data types of bitsandbytes, each with its 16-value code table stored in the file.
+BNB_4BIT_TYPES = ("nf4", "fp4")
+
+
+def _bnb_state(ref: TensorRef, refs: dict[str, TensorRef]) -> tuple[str, TensorRef] | None:
+    """(quant type, its quant_state tensor) of a bitsandbytes 4-bit weight, or None."""
+    for quant_type in BNB_4BIT_TYPES:
+        state = refs.get(f"{ref.name}.quant_state.bitsandbytes__{quant_type}")
+        if state is not None:
+            return quant_type, state
+    return None
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _bnb_meta(state: TensorRef) -> dict[str, Any]:
+    """The JSON object of a bitsandbytes ``quant_state`` tensor, checked; LayerError if bad."""
+    raw = np.asarray(state.load(), dtype=np.uint8).tobytes()
+    meta = parse_json_bytes(raw, Path(state.name), "bitsandbytes quant_state")
+    shape = meta.get("shape") if isinstance(meta, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 2 and all(map(_positive_int, shape))):
+        raise LayerError(f"{state.name}: no valid 2-D shape")
+    if not _positive_int(meta.get("blocksize")):
+        raise LayerError(f"{state.name}: no valid blocksize")
+    if "nested_blocksize" in meta and not (
+        _positive_int(meta["nested_blocksize"])
+        and isinstance(meta.get("nested_offset", 0.0), int | float)
+    ):
+        raise LayerError(f"{state.name}: invalid nested_blocksize or nested_offset")
+    checked: dict[str, Any] = meta
+    return checked
+
+
+def dequantize_bnb_4bit(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
+    """A bitsandbytes 4-bit (NF4/FP4) weight as float32; others unchanged.
+
+    The layout (``Linear4bit`` saved by ``transformers``): ``W`` packed two codes per byte,
+    the first element in the high nibble; ``W.quant_map`` the 16 code values; ``W.absmax``
+    one scale per block of ``blocksize`` elements (flat order); ``W.quant_state.
+    bitsandbytes__nf4`` a JSON object (``quant_type``, ``blocksize``, ``shape``, …) stored as
+    bytes. With double quantization the absmax are themselves 8-bit codes:
+    absmax = ``nested_quant_map``[code] · ``nested_absmax``[block of ``nested_blocksize``]
+    + ``nested_offset``. Then w = quant_map[code] · absmax[block]. The JSON is read at planning
+    time (it holds the real shape); a state that does not add up makes the layer fail with the
+    reason.
+    """
+    found = _bnb_state(ref, refs) if ref.dtype == "uint8" else None
+    if found is None:
+        return ref
+    quant_type, state = found
+    try:
+        meta = _bnb_meta(state)
+    except (AlphahatError, OSError, ValueError) as exc:
+        return replace(ref, problem=f"bitsandbytes quant_state: {exc}")
+    out, inp = (int(d) for d in meta["shape"])
+    count, blocksize = out * inp, int(meta["blocksize"])
+    nested = "nested_blocksize" in meta
+    wanted = ("absmax", "quant_map") + (("nested_absmax", "nested_quant_map") if nested else ())
+    missing = [k for k in wanted if f"{ref.name}.{k}" not in refs]
+    if missing:
+        return replace(ref, problem=f"bitsandbytes 4-bit state incomplete: no {', '.join(missing)}")
+    parts = {k: refs[f"{ref.name}.{k}"] for k in wanted}
+    problem = None
+    if meta.get("quant_type", quant_type) != quant_type:
+        problem = f"bitsandbytes quant_state says {meta.get('quant_type')!r}, named {quant_type}"
+    elif ref.numel * 2 < count:
+        problem = f"{ref.numel} packed bytes cannot hold shape {[out, inp]}"
+    elif parts["quant_map"].numel != 16 or parts["absmax"].numel != -(-count // blocksize):
+        problem = f"bitsandbytes 4-bit quant_map/absmax sizes do not fit shape {[out, inp]}"
+    elif nested and (
+        parts["nested_quant_map"].numel != 256
+        or parts["nested_absmax"].numel
+        != -(-parts["absmax"].numel // int(meta["nested_blocksize"]))
+    ):
+        problem = "bitsandbytes double-quantized absmax: nested state sizes do not fit"
+    if problem is not None:
+        return replace(ref, problem=problem)
+
+    def load() -> Array:
+        packed = np.asarray(ref.load(), dtype=np.uint8).reshape(-1)
+        codes = np.empty(packed.size * 2, dtype=np.uint8)
+        codes[0::2] = packed >> 4
+        codes[1::2] = packed & 0x0F
+        table = np.asarray(parts["quant_map"].load(), dtype=np.float32).reshape(-1)
+        scales = np.repeat(_bnb_absmax(parts, meta), blocksize)[:count]
+        values: Array = np.multiply(table[codes[:count]], scales).reshape(out, inp)
+        return values
+
+    how = ", double-quantized scales" if nested else ""
+    note = f"dequantized (bitsandbytes {quant_type}, blocks of {blocksize}{how})"
+    return replace(ref, shape=(out, inp), dtype="float32", load=load, note=note)
+
+
+def _bnb_absmax(parts: dict[str, TensorRef], meta: dict[str, Any]) -> Array:
+    """The float32 block scales, decoding double-quantized ones."""
+    absmax = parts["absmax"].load()
+    if "nested_absmax" not in parts:
+        scales: Array = np.asarray(absmax, dtype=np.float32).reshape(-1)
+        return scales
+    codes = np.asarray(absmax, dtype=np.uint8).reshape(-1)
+    table = np.asarray(parts["nested_quant_map"].load(), dtype=np.float32).reshape(-1)
+    outer = np.asarray(parts["nested_absmax"].load(), dtype=np.float32).reshape(-1)
+    repeated = np.repeat(outer, int(meta["nested_blocksize"]))[: codes.size]
+    decoded: Array = table[codes] * repeated + np.float32(meta.get("nested_offset", 0.0))
+    return decoded
 
 
 def _index_loader(load: Callable[[], Array], index: int) -> Callable[[], Array]:
