@@ -178,7 +178,7 @@ def test_gptq_is_never_read_as_a_matrix_and_a_broken_bnb_state_fails_with_the_re
         "layers.2.fc.weight.quant_state.bitsandbytes__int3": np.zeros(80, np.uint8),
     }
     frame = alphahat.describe(state).set_index("name")
-    assert "GPTQ/AWQ packed" in frame.loc["layers.0.q_proj.qweight", "reason"]
+    assert "GPTQ packed" in frame.loc["layers.0.q_proj.qweight", "reason"]
     assert "metadata" in frame.loc["layers.0.q_proj.scales", "reason"]
     assert frame.loc["layers.1.fc.weight", "status"] == "failed"
     assert "quant_state" in frame.loc["layers.1.fc.weight", "reason"]

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alphahat.layers.limits import ResourceLimits, limit_reason
+from alphahat.layers.packed import dequantize_packed, packed_metadata_skip
 from alphahat.layers.semantics import (
     base_name,
     dequantize_bnb_4bit,
@@ -230,8 +231,12 @@ def plan_tensors(
     names = by_name.keys()
     next_id = 0
     for original in ordered:
-        original = dequantize_bnb_4bit(original, by_name)
-        quantized = quantization_skip(original, names) or float8_scale_skip(original, by_name)
+        original = dequantize_packed(dequantize_bnb_4bit(original, by_name), by_name)
+        quantized = (
+            quantization_skip(original, names)
+            or float8_scale_skip(original, by_name)
+            or packed_metadata_skip(original, names)
+        )
         if quantized is not None and original.skip_reason is None:
             original = replace(original, skip_reason=quantized)
         original = dequantize_float8(dequantize_int8(original, names, by_name), by_name)

@@ -1,0 +1,237 @@
+"""Integer weights packed into int32 words, dequantized to float32 before analysis.
+
+Two layouts are read, each recognised from its tensor names and shapes alone:
+
+* **compressed-tensors ``pack-quantized``** (llm-compressor / vLLM W4A16, W8A16 checkpoints):
+  ``X.weight_packed`` int32 ``[out, ⌈in·b/32⌉]`` holds the b-bit codes of each row as one dense
+  little-endian bit stream (element k at bits k·b … k·b + b − 1), each stored as the unsigned
+  value q + 2^(b−1); ``X.weight_shape`` the real ``[out, in]``; ``X.weight_scale`` one scale
+  per output channel and group (``[out, groups]``, ``[out, 1]`` per channel, one value per
+  tensor); optional ``X.weight_zero_point`` (asymmetric: packed the same way along the output
+  axis, ``[⌈out·b/32⌉, groups]``, or as plain integers ``[out, groups]``) and ``X.weight_g_idx``
+  (the group of each input column, activation ordering). W = (q − zero_point) · scale.
+* **AutoAWQ GEMM** (4-bit): ``X.qweight`` int32 ``[in, out/8]``, ``X.qzeros`` int32
+  ``[groups, out/8]``, ``X.scales`` ``[groups, out]``. Each word holds 8 nibbles (least
+  significant first) in AWQ's interleaved order: the nibble at position p of a word is output
+  column 8·w + (0, 2, 4, 6, 1, 3, 5, 7)[p]. Wᵀ = (q − zero) · scale with groups of input rows.
+  GPTQ's ``qweight`` (``[in·b/32, out]``, the same names) is told apart by its shape and is
+  skipped with the reason (its zero-point and act-order variants are not read here).
+
+The dequantized weight takes the name ``X.weight`` (the name of the same layer in the
+unquantized model) and says ``dequantized (…)`` in its note; the metadata tensors are listed
+as skipped. Shapes are checked when planning; the small ``weight_shape`` tensor is read then.
+Nothing else is read until the layer is analysed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from alphahat.errors import AlphahatError
+from alphahat.sources.base import FLOAT_DTYPES, TensorRef
+
+Array = npt.NDArray[np.generic]
+
+#: Metadata tensors of a compressed-tensors packed weight ``X.weight_packed``.
+COMPRESSED_TENSORS_META = ("weight_shape", "weight_scale", "weight_zero_point", "weight_g_idx")
+#: AutoAWQ's order of the 8 output columns inside one int32 word (position → column).
+AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
+#: Group sizes tried, in order, when a partial last group makes the size ambiguous.
+_GROUP_SIZES = (128, 64, 32, 256, 16, 512, 1024)
+
+
+def unpack_bits(words: npt.NDArray[np.integer], bits: int, count: int) -> npt.NDArray[np.uint8]:
+    """The first ``count`` unsigned ``bits``-bit codes of each row of int32 ``words``.
+
+    Each row is one little-endian bit stream: code k occupies bits k·b … k·b + b − 1 counted
+    from the least significant bit of the row's first word.
+    """
+    rows = words.shape[0]
+    raw = np.ascontiguousarray(words, dtype="<u4").reshape(rows, -1).view(np.uint8)
+    if bits == 8:
+        return np.ascontiguousarray(raw[:, :count])
+    if bits == 4:
+        codes = np.empty((rows, raw.shape[1] * 2), dtype=np.uint8)
+        codes[:, 0::2] = raw & 0x0F
+        codes[:, 1::2] = raw >> 4
+        return np.ascontiguousarray(codes[:, :count])
+    stream = np.unpackbits(raw, axis=1, bitorder="little")[:, : count * bits]
+    weights = (1 << np.arange(bits, dtype=np.uint16)).astype(np.uint16)
+    values = (stream.reshape(rows, count, bits).astype(np.uint16) * weights).sum(axis=2)
+    codes_any: npt.NDArray[np.uint8] = values.astype(np.uint8)
+    return codes_any
+
+
+def _group_size(size: int, groups: int) -> int | None:
+    """The group length g with ⌈size / g⌉ = groups: exact when it divides, else a usual one."""
+    if groups <= 0:
+        return None
+    if size % groups == 0:
+        return size // groups
+    return next((g for g in _GROUP_SIZES if -(-size // g) == groups), None)
+
+
+def _bits_for(columns: int, packed_columns: int) -> int | None:
+    """The code width b in 1…8 with ⌈columns·b/32⌉ = packed_columns, when exactly one fits."""
+    fits = [b for b in range(1, 9) if -(-columns * b // 32) == packed_columns]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _int_values(ref: TensorRef) -> list[int]:
+    values = np.asarray(ref.load()).reshape(-1)
+    if values.dtype.kind not in "iu":
+        raise AlphahatError(f"{ref.name} holds {values.dtype}, not integers")
+    return [int(v) for v in values]
+
+
+def packed_metadata_skip(ref: TensorRef, names: Collection[str]) -> str | None:
+    """Why a metadata tensor of a compressed-tensors packed weight is not a layer, or None."""
+    owner, _, attr = ref.name.rpartition(".")
+    if attr in COMPRESSED_TENSORS_META and f"{owner}.weight_packed" in names:
+        return f"compressed-tensors quantization metadata ({attr}) of {owner}.weight_packed"
+    return None
+
+
+def dequantize_packed(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
+    """A compressed-tensors or AWQ packed weight as float32 ``X.weight``; others unchanged."""
+    owner, _, attr = ref.name.rpartition(".")
+    if ref.dtype != "int32" or ref.ndim != 2 or f"{owner}.weight" in refs:
+        return ref
+    if attr == "weight_packed" and f"{owner}.weight_scale" in refs:
+        return _compressed_tensors(ref, owner, refs)
+    if attr == "qweight" and f"{owner}.scales" in refs and f"{owner}.qzeros" in refs:
+        scales = refs[f"{owner}.scales"]
+        if scales.ndim == 2 and ref.shape[1] * 8 == scales.shape[1]:  # GPTQ: [in·b/32, out]
+            return _awq(ref, owner, refs)
+    return ref
+
+
+def _failed(ref: TensorRef, owner: str, reason: str) -> TensorRef:
+    return replace(ref, name=f"{owner}.weight", problem=reason)
+
+
+def _compressed_tensors(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
+    scale = refs[f"{owner}.weight_scale"]
+    zero = refs.get(f"{owner}.weight_zero_point")
+    g_idx = refs.get(f"{owner}.weight_g_idx")
+    shape_ref = refs.get(f"{owner}.weight_shape")
+    try:
+        shape = _int_values(shape_ref) if shape_ref is not None else []
+    except (AlphahatError, OSError, ValueError) as exc:
+        return _failed(ref, owner, f"compressed-tensors weight_shape: {exc}")
+    if len(shape) != 2 or min(shape) <= 0 or shape[0] != ref.shape[0]:
+        return _failed(ref, owner, f"compressed-tensors weight_shape {shape} does not fit")
+    out, inp = shape
+    bits = _bits_for(inp, ref.shape[1])
+    if bits is None:
+        return _failed(ref, owner, f"cannot tell the code width of {inp} columns in {ref.shape}")
+    if scale.dtype not in FLOAT_DTYPES:
+        return _failed(ref, owner, f"compressed-tensors weight_scale is {scale.dtype}")
+    if scale.numel == 1:
+        groups, how = 1, "per tensor"
+    elif scale.ndim == 2 and scale.shape[0] == out:
+        groups = scale.shape[1]
+        how = "per channel" if groups == 1 else f"groups of {_group_size(inp, groups)}"
+    else:
+        return _failed(ref, owner, f"weight_scale of shape {list(scale.shape)} does not fit")
+    group = _group_size(inp, groups)
+    if group is None:
+        return _failed(ref, owner, f"{groups} scale groups do not divide {inp} columns")
+    if g_idx is not None and g_idx.shape != (inp,):
+        return _failed(ref, owner, f"weight_g_idx of shape {list(g_idx.shape)}, not [{inp}]")
+    zero_packed = (
+        zero is not None
+        and zero.dtype == "int32"
+        and zero.shape == (-(-out * bits // 32), groups)
+        and groups * out > 1
+    )
+    if zero is not None and not zero_packed and zero.numel != out * groups and zero.numel != 1:
+        return _failed(ref, owner, f"weight_zero_point of shape {list(zero.shape)} does not fit")
+    offset = 1 << (bits - 1)
+
+    def load() -> Array:
+        codes = unpack_bits(np.asarray(ref.load()), bits, inp).astype(np.float32) - offset
+        scales = np.asarray(scale.load(), dtype=np.float32).reshape(-1, groups)
+        if scales.shape[0] == 1:
+            scales = np.broadcast_to(scales, (out, groups))
+        columns = (
+            np.asarray(g_idx.load(), dtype=np.intp).reshape(-1)
+            if g_idx is not None
+            else np.arange(inp) // group
+        )
+        if columns.min(initial=0) < 0 or columns.max(initial=0) >= groups:
+            raise AlphahatError(f"{owner}.weight_g_idx names groups outside 0…{groups - 1}")
+        if zero is not None:
+            raw = np.asarray(zero.load())
+            zeros = (
+                unpack_bits(raw.T, bits, out).T.astype(np.float32) - offset
+                if zero_packed
+                else np.broadcast_to(raw.astype(np.float32).reshape(-1, groups), (out, groups))
+            )
+            codes -= zeros[:, columns]
+        values: Array = np.multiply(codes, scales[:, columns])
+        return values
+
+    zero_note = ", asymmetric" if zero is not None else ""
+    return replace(
+        ref,
+        name=f"{owner}.weight",
+        shape=(out, inp),
+        dtype="float32",
+        load=load,
+        module_kind=ref.module_kind or "linear",
+        note=f"dequantized (compressed-tensors int{bits}, {how}{zero_note}; stored as {ref.name})",
+    )
+
+
+def _awq(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
+    scale, zero = refs[f"{owner}.scales"], refs[f"{owner}.qzeros"]
+    inp, out = ref.shape[0], scale.shape[1]
+    groups = scale.shape[0]
+    group = _group_size(inp, groups)
+    if group is None or zero.shape != (groups, ref.shape[1]) or scale.dtype not in FLOAT_DTYPES:
+        return _failed(
+            ref,
+            owner,
+            f"AWQ qweight {list(ref.shape)} with qzeros {list(zero.shape)} and scales "
+            f"{list(scale.shape)} ({scale.dtype}): layout not recognised",
+        )
+    # position p of each word holds column AWQ_ORDER[p]: gather the columns back in order
+    order = np.argsort(np.asarray(AWQ_ORDER))
+    columns = (np.arange(out) // 8 * 8 + order[np.arange(out) % 8]).astype(np.intp)
+
+    def unpack(words: Array) -> npt.NDArray[np.float32]:
+        codes = unpack_bits(np.asarray(words), 4, out)
+        return codes[:, columns].astype(np.float32)
+
+    def load() -> Array:
+        rows = np.arange(inp) // group
+        q = unpack(ref.load())
+        zeros = unpack(zero.load())
+        scales = np.asarray(scale.load(), dtype=np.float32)
+        transposed = (q - zeros[rows]) * scales[rows]  # (in, out)
+        values: Array = np.ascontiguousarray(transposed.T)
+        return values
+
+    return replace(
+        ref,
+        name=f"{owner}.weight",
+        shape=(out, inp),
+        dtype="float32",
+        load=load,
+        module_kind=ref.module_kind or "linear",
+        note=f"dequantized (AWQ int4, groups of {group}; stored as {ref.name} (in, out/8))",
+    )
+
+
+__all__ = [
+    "AWQ_ORDER",
+    "COMPRESSED_TENSORS_META",
+    "dequantize_packed",
+    "packed_metadata_skip",
+    "unpack_bits",
+]

@@ -1,0 +1,166 @@
+"""int32-packed integer weights: compressed-tensors ``pack-quantized`` and AutoAWQ GEMM.
+
+The references are compressed-tensors' own code: ``pack_to_int32``/``unpack_from_int32`` and
+``dequantize`` for its format, and its AutoAWQ converter's ``unpack_awq``/``reverse_awq_order``
+for AWQ's nibble order. Packed words are random, so every bit position and every code value
+is exercised, and the dequantized matrices are compared element by element."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import alphahat
+from alphahat.layers import plan_tensors
+from alphahat.layers.packed import unpack_bits
+from alphahat.sources import open_source
+
+torch = pytest.importorskip("torch")
+helpers = pytest.importorskip("compressed_tensors.compressors.pack_quantized.helpers")
+from compressed_tensors.quantization import QuantizationArgs  # noqa: E402
+from compressed_tensors.quantization.lifecycle.forward import dequantize  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+RNG = np.random.default_rng(21)
+
+
+def dequantized(path, name: str) -> np.ndarray:
+    with open_source(path) as source:
+        (plan,) = [p for p in plan_tensors(source.tensors()) if p.ref.name == name]
+        assert plan.status == "analyse", plan.reason
+        return np.asarray(plan.ref.load())
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("columns", [64, 75])
+def test_unpack_bits_equals_compressed_tensors(bits, columns):
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    q = torch.from_numpy(RNG.integers(low, high + 1, (6, columns)).astype(np.int8))
+    packed = helpers.pack_to_int32(q, bits)
+    ours = unpack_bits(packed.numpy(), bits, columns).astype(np.int16) - (1 << (bits - 1))
+    reference = helpers.unpack_from_int32(packed, bits, q.shape).numpy()
+    np.testing.assert_array_equal(ours, reference)
+    np.testing.assert_array_equal(ours, q.numpy())
+
+
+CASES = {  # (bits, strategy, group size, symmetric)
+    "int4 groups of 32, symmetric": (4, "group", 32, True),
+    "int4 per channel, asymmetric": (4, "channel", None, False),
+    "int4 groups of 64, asymmetric": (4, "group", 64, False),
+    "int8 groups of 32, symmetric": (8, "group", 32, True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compressed_tensors_pack_quantized(tmp_path, case):
+    bits, strategy, group, symmetric = CASES[case]
+    out, inp = 48, 128
+    groups = 1 if strategy == "channel" else inp // group
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    q = torch.from_numpy(RNG.integers(low, high + 1, (out, inp)).astype(np.int8))
+    scale = torch.from_numpy(RNG.uniform(0.001, 0.02, (out, groups)).astype(np.float32))
+    zero = (
+        None
+        if symmetric
+        else torch.from_numpy(RNG.integers(low, high + 1, (out, groups)).astype(np.int8))
+    )
+    args = QuantizationArgs(num_bits=bits, strategy=strategy, group_size=group, symmetric=symmetric)
+    expected = dequantize(x_q=q, scale=scale, zero_point=zero, args=args, dtype=torch.float32)
+    name = "model.layers.0.mlp.up_proj"
+    tensors = {
+        f"{name}.weight_packed": helpers.pack_to_int32(q, bits),
+        f"{name}.weight_scale": scale,
+        f"{name}.weight_shape": torch.tensor([out, inp]),
+        "model.layers.0.mlp.up_proj.bias": torch.zeros(out),
+    }
+    if zero is not None:
+        tensors[f"{name}.weight_zero_point"] = helpers.pack_to_int32(zero, bits, packed_dim=0)
+    path = tmp_path / "ct.safetensors"
+    save_file(tensors, str(path))
+    got = dequantized(path, f"{name}.weight")
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-6, atol=1e-7)
+    report = alphahat.analyze(path, keep_eigenvalues=True)
+    row = report.details.set_index("name").loc[f"{name}.weight"]
+    assert row["shape"] == f"{out}x{inp}" and row["dtype"] == "float32"
+    assert row["note"].startswith(f"dequantized (compressed-tensors int{bits}")
+    assert ("asymmetric" in row["note"]) == (not symmetric)
+    lam = np.sort(np.linalg.svd(expected.double().numpy(), compute_uv=False) ** 2)
+    np.testing.assert_allclose(report.eigenvalues[f"{name}.weight"], lam, rtol=1e-6)
+    coverage = report.coverage.set_index("name")
+    for meta in ("weight_scale", "weight_shape"):
+        assert (
+            "compressed-tensors quantization metadata" in coverage.loc[f"{name}.{meta}", "reason"]
+        )
+
+
+def test_compressed_tensors_activation_order_groups(tmp_path):
+    """``weight_g_idx`` gives each input column its group (act-order): W[o, i] =
+    q[o, i] · scale[o, g_idx[i]], written out element by element here."""
+    out, inp, groups = 16, 64, 4
+    q = RNG.integers(-8, 8, (out, inp)).astype(np.int8)
+    scale = RNG.uniform(0.01, 0.1, (out, groups)).astype(np.float32)
+    g_idx = RNG.permutation(np.arange(inp) // (inp // groups)).astype(np.int32)
+    expected = np.array([[q[o, i] * scale[o, g_idx[i]] for i in range(inp)] for o in range(out)])
+    tensors = {
+        "fc.weight_packed": helpers.pack_to_int32(torch.from_numpy(q), 4),
+        "fc.weight_scale": torch.from_numpy(scale),
+        "fc.weight_shape": torch.tensor([out, inp]),
+        "fc.weight_g_idx": torch.from_numpy(g_idx),
+    }
+    path = tmp_path / "ct.safetensors"
+    save_file(tensors, str(path))
+    np.testing.assert_allclose(dequantized(path, "fc.weight"), expected, rtol=1e-6)
+
+
+def test_awq_gemm_weights_equal_the_reference_unpacking(tmp_path):
+    converter = pytest.importorskip(
+        "compressed_tensors.entrypoints.convert.converters.autoawq"
+    ).AutoAWQConverter
+    inp, out, group = 256, 96, 128
+    qweight = torch.from_numpy(
+        RNG.integers(-(2**31), 2**31, (inp, out // 8), dtype=np.int64).astype(np.int32)
+    )
+    qzeros = torch.from_numpy(
+        RNG.integers(-(2**31), 2**31, (inp // group, out // 8), dtype=np.int64).astype(np.int32)
+    )
+    scales = torch.from_numpy(RNG.uniform(0.001, 0.01, (inp // group, out)).astype(np.float16))
+    iweight, izeros = converter.reverse_awq_order(*converter.unpack_awq(qweight, qzeros, 4), 4)
+    iweight, izeros = (torch.bitwise_and(t.to(torch.int32), 15).double() for t in (iweight, izeros))
+    rows = torch.arange(inp) // group
+    expected = ((iweight - izeros[rows]) * scales.double()[rows]).T.numpy()  # (out, in)
+    name = "model.layers.3.self_attn.o_proj"
+    tensors = {f"{name}.qweight": qweight, f"{name}.qzeros": qzeros, f"{name}.scales": scales}
+    path = tmp_path / "awq.safetensors"
+    save_file(tensors, str(path))
+    got = dequantized(path, f"{name}.weight")
+    assert got.shape == (out, inp)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    report = alphahat.analyze(path)
+    row = report.details.set_index("name").loc[f"{name}.weight"]
+    assert row["note"].startswith("dequantized (AWQ int4, groups of 128")
+    coverage = report.coverage.set_index("name")
+    assert "metadata" in coverage.loc[f"{name}.scales", "reason"]
+
+
+def test_gptq_layout_stays_skipped_and_bad_metadata_fails_that_layer(tmp_path):
+    tensors = {
+        # GPTQ: qweight [in·4/32, out] — not read
+        "a.qweight": torch.zeros((16, 64), dtype=torch.int32),
+        "a.qzeros": torch.zeros((1, 8), dtype=torch.int32),
+        "a.scales": torch.ones((1, 64), dtype=torch.float16),
+        # compressed-tensors with a weight_shape that does not fit the packed rows
+        "b.weight_packed": torch.zeros((8, 8), dtype=torch.int32),
+        "b.weight_scale": torch.ones((8, 2), dtype=torch.float16),
+        "b.weight_shape": torch.tensor([9, 64]),
+        # a healthy layer next to them
+        "c.weight": torch.from_numpy(RNG.standard_normal((32, 16)).astype(np.float32)),
+    }
+    path = tmp_path / "mixed.safetensors"
+    save_file(tensors, str(path))
+    coverage = alphahat.describe(path).set_index("name")
+    assert coverage.loc["a.qweight", "status"] == "skipped"
+    assert "GPTQ" in coverage.loc["a.qweight", "reason"]
+    assert coverage.loc["b.weight", "status"] == "failed"
+    assert "weight_shape [9, 64]" in coverage.loc["b.weight", "reason"]
+    report = alphahat.analyze(path)
+    assert report.details.set_index("name").loc["c.weight", "status"] == "fitted"
