@@ -164,3 +164,39 @@ def test_gptq_layout_stays_skipped_and_bad_metadata_fails_that_layer(tmp_path):
     assert "weight_shape [9, 64]" in coverage.loc["b.weight", "reason"]
     report = alphahat.analyze(path)
     assert report.details.set_index("name").loc["c.weight", "status"] == "fitted"
+
+
+@pytest.mark.parametrize("with_global_scale", [True, False])
+def test_nvfp4_weights_equal_compressed_tensors_decompression(tmp_path, with_global_scale):
+    """NVFP4 (two E2M1 codes a byte, a float8 E4M3 scale per 16 inputs, a global scale):
+    equal to compressed-tensors' ``unpack_fp4_from_uint8`` and ``dequantize``."""
+    nvfp4 = pytest.importorskip("compressed_tensors.compressors.nvfp4.helpers")
+    out, inp = 32, 96
+    packed = torch.from_numpy(RNG.integers(0, 256, (out, inp // 2)).astype(np.uint8))
+    scale = torch.from_numpy(RNG.uniform(0.05, 4.0, (out, inp // 16)).astype(np.float32)).to(
+        torch.float8_e4m3fn
+    )
+    global_scale = torch.tensor([448.0 * 6.0 / 3.5], dtype=torch.float32)
+    args = QuantizationArgs(
+        num_bits=4, type="float", strategy="tensor_group", group_size=16, symmetric=True
+    )
+    unpacked = nvfp4.unpack_fp4_from_uint8(packed, out, inp, dtype=torch.float32)
+    expected = dequantize(
+        x_q=unpacked,
+        scale=scale.float(),
+        args=args,
+        global_scale=global_scale if with_global_scale else None,
+        dtype=torch.float32,
+    )
+    name = "model.layers.0.mlp.gate_proj"
+    tensors = {f"{name}.weight_packed": packed, f"{name}.weight_scale": scale}
+    if with_global_scale:
+        tensors[f"{name}.weight_global_scale"] = global_scale
+        tensors[f"{name}.input_global_scale"] = torch.tensor([1.0])
+    path = tmp_path / "nvfp4.safetensors"
+    save_file(tensors, str(path))
+    np.testing.assert_allclose(dequantized(path, f"{name}.weight"), expected.numpy(), rtol=1e-6)
+    coverage = alphahat.describe(path).set_index("name")
+    assert coverage.loc[f"{name}.weight", "note"].startswith("dequantized (NVFP4")
+    for meta in ("weight_scale", "weight_global_scale") if with_global_scale else ("weight_scale",):
+        assert coverage.loc[f"{name}.{meta}", "status"] == "skipped"

@@ -1,6 +1,6 @@
-"""Integer weights packed into int32 words, dequantized to float32 before analysis.
+"""Weights packed several codes to a word or byte, dequantized to float32 before analysis.
 
-Two layouts are read, each recognised from its tensor names and shapes alone:
+Three layouts are read, each recognised from its tensor names and shapes alone:
 
 * **compressed-tensors ``pack-quantized``** (llm-compressor / vLLM W4A16, W8A16 checkpoints):
   ``X.weight_packed`` int32 ``[out, ⌈in·b/32⌉]`` holds the b-bit codes of each row as one dense
@@ -10,6 +10,10 @@ Two layouts are read, each recognised from its tensor names and shapes alone:
   tensor); optional ``X.weight_zero_point`` (asymmetric: packed the same way along the output
   axis, ``[⌈out·b/32⌉, groups]``, or as plain integers ``[out, groups]``) and ``X.weight_g_idx``
   (the group of each input column, activation ordering). W = (q − zero_point) · scale.
+* **NVFP4** (compressed-tensors ``nvfp4-pack-quantized``, ModelOpt): ``X.weight_packed``
+  uint8 ``[out, in/2]``, two FP4 E2M1 codes per byte (low nibble first; magnitudes 0, ½, 1,
+  1½, 2, 3, 4, 6, bit 3 the sign); ``X.weight_scale`` float8 E4M3 ``[out, in/16]``; optional
+  ``X.weight_global_scale``. W = e2m1 · scale / global_scale.
 * **AutoAWQ GEMM** (4-bit): ``X.qweight`` int32 ``[in, out/8]``, ``X.qzeros`` int32
   ``[groups, out/8]``, ``X.scales`` ``[groups, out]``. Each word holds 8 nibbles (least
   significant first) in AWQ's interleaved order: the nibble at position p of a word is output
@@ -37,7 +41,18 @@ from alphahat.sources.base import FLOAT_DTYPES, TensorRef
 Array = npt.NDArray[np.generic]
 
 #: Metadata tensors of a compressed-tensors packed weight ``X.weight_packed``.
-COMPRESSED_TENSORS_META = ("weight_shape", "weight_scale", "weight_zero_point", "weight_g_idx")
+COMPRESSED_TENSORS_META = (
+    "weight_shape",
+    "weight_scale",
+    "weight_zero_point",
+    "weight_g_idx",
+    "weight_global_scale",
+    "input_global_scale",
+)
+#: The 8 magnitudes of FP4 E2M1 (codes 0–7; bit 3 is the sign), as in the OCP MX specification.
+E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+#: Elements per float8 scale of NVFP4.
+NVFP4_GROUP = 16
 #: AutoAWQ's order of the 8 output columns inside one int32 word (position → column).
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 #: Group sizes tried, in order, when a partial last group makes the size ambiguous.
@@ -55,10 +70,7 @@ def unpack_bits(words: npt.NDArray[np.integer], bits: int, count: int) -> npt.ND
     if bits == 8:
         return np.ascontiguousarray(raw[:, :count])
     if bits == 4:
-        codes = np.empty((rows, raw.shape[1] * 2), dtype=np.uint8)
-        codes[:, 0::2] = raw & 0x0F
-        codes[:, 1::2] = raw >> 4
-        return np.ascontiguousarray(codes[:, :count])
+        return _nibbles(raw, count)
     stream = np.unpackbits(raw, axis=1, bitorder="little")[:, : count * bits]
     weights = (1 << np.arange(bits, dtype=np.uint16)).astype(np.uint16)
     values = (stream.reshape(rows, count, bits).astype(np.uint16) * weights).sum(axis=2)
@@ -99,7 +111,11 @@ def packed_metadata_skip(ref: TensorRef, names: Collection[str]) -> str | None:
 def dequantize_packed(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
     """A compressed-tensors or AWQ packed weight as float32 ``X.weight``; others unchanged."""
     owner, _, attr = ref.name.rpartition(".")
-    if ref.dtype != "int32" or ref.ndim != 2 or f"{owner}.weight" in refs:
+    if ref.ndim != 2 or f"{owner}.weight" in refs:
+        return ref
+    if attr == "weight_packed" and ref.dtype == "uint8" and f"{owner}.weight_scale" in refs:
+        return _nvfp4(ref, owner, refs)
+    if ref.dtype != "int32":
         return ref
     if attr == "weight_packed" and f"{owner}.weight_scale" in refs:
         return _compressed_tensors(ref, owner, refs)
@@ -186,6 +202,55 @@ def _compressed_tensors(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) 
         module_kind=ref.module_kind or "linear",
         note=f"dequantized (compressed-tensors int{bits}, {how}{zero_note}; stored as {ref.name})",
     )
+
+
+def _nvfp4(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
+    """NVFP4: two E2M1 codes per byte (low nibble first), one float8 scale per 16 inputs."""
+    scale = refs[f"{owner}.weight_scale"]
+    global_scale = refs.get(f"{owner}.weight_global_scale")
+    out, inp = ref.shape[0], ref.shape[1] * 2
+    if (
+        scale.dtype not in FLOAT_DTYPES
+        or scale.shape != (out, -(-inp // NVFP4_GROUP))
+        or (global_scale is not None and global_scale.numel != 1)
+    ):
+        return _failed(
+            ref,
+            owner,
+            f"FP4 weight_packed {list(ref.shape)} with weight_scale {list(scale.shape)} "
+            f"({scale.dtype}): layout not recognised",
+        )
+    table = np.asarray(E2M1_VALUES, dtype=np.float32)
+    signed = np.concatenate([table, -table])
+
+    def load() -> Array:
+        codes = _nibbles(np.asarray(ref.load(), dtype=np.uint8), inp)
+        scales = np.asarray(scale.load(), dtype=np.float32)
+        if global_scale is not None:
+            scales = scales / np.float32(np.asarray(global_scale.load()).reshape(-1)[0])
+        groups = np.arange(inp) // NVFP4_GROUP
+        values: Array = np.multiply(signed[codes], scales[:, groups])
+        return values
+
+    how = "with a global scale" if global_scale is not None else "no global scale"
+    return replace(
+        ref,
+        name=f"{owner}.weight",
+        shape=(out, inp),
+        dtype="float32",
+        load=load,
+        module_kind=ref.module_kind or "linear",
+        note=f"dequantized (NVFP4: E2M1 · float8 scale per {NVFP4_GROUP}, {how}; "
+        f"stored as {ref.name})",
+    )
+
+
+def _nibbles(packed: npt.NDArray[np.uint8], count: int) -> npt.NDArray[np.uint8]:
+    """The 4-bit codes of each row of bytes, low nibble first."""
+    codes = np.empty((packed.shape[0], packed.shape[1] * 2), dtype=np.uint8)
+    codes[:, 0::2] = packed & 0x0F
+    codes[:, 1::2] = packed >> 4
+    return np.ascontiguousarray(codes[:, :count])
 
 
 def _awq(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
