@@ -200,3 +200,36 @@ def test_nvfp4_weights_equal_compressed_tensors_decompression(tmp_path, with_glo
     assert coverage.loc[f"{name}.weight", "note"].startswith("dequantized (NVFP4")
     for meta in ("weight_scale", "weight_global_scale") if with_global_scale else ("weight_scale",):
         assert coverage.loc[f"{name}.{meta}", "status"] == "skipped"
+
+
+def test_mxfp4_experts_equal_transformers_gpt_oss_dequantization(tmp_path):
+    """gpt-oss MXFP4 experts (``X_blocks``, ``X_scales``): each expert equals transformers'
+    ``convert_moe_packed_tensors`` (which returns them transposed, (in, out)), and is read
+    alone: one expert allocates about its own share (tracemalloc counts NumPy's memory)."""
+    import tracemalloc
+
+    mxfp4 = pytest.importorskip("transformers.integrations.mxfp4")
+    experts, rows, groups = 64, 24, 3
+    blocks = torch.from_numpy(RNG.integers(0, 256, (experts, rows, groups, 16)).astype(np.uint8))
+    scales = torch.from_numpy(RNG.integers(120, 134, (experts, rows, groups)).astype(np.uint8))
+    expected = mxfp4.convert_moe_packed_tensors(blocks, scales, dtype=torch.float32).numpy()
+    name = "model.layers.0.mlp.experts.gate_up_proj"
+    tensors = {f"{name}_blocks": blocks, f"{name}_scales": scales}
+    path = tmp_path / "mxfp4.safetensors"
+    save_file(tensors, str(path))
+    for e in range(experts):
+        got = dequantized(path, f"{name} [expert {e}]")
+        assert got.shape == (rows, groups * 32)
+        np.testing.assert_array_equal(got, expected[e].T)
+    with open_source(path) as source:
+        plans = [p for p in plan_tensors(source.tensors()) if p.ref.name.startswith(name + " [")]
+        tracemalloc.start()
+        try:
+            part = plans[2].ref.load()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 5 * part.nbytes  # the whole blocks tensor alone is 8 × part.nbytes
+    coverage = alphahat.describe(path).set_index("name")
+    assert "MXFP4 block exponents" in coverage.loc[f"{name}_scales", "reason"]
+    assert coverage.loc[f"{name} [expert 1]", "note"].startswith("dequantized (MXFP4")

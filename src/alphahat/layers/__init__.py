@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alphahat.layers.limits import ResourceLimits, limit_reason
-from alphahat.layers.packed import dequantize_packed, packed_metadata_skip
+from alphahat.layers.packed import dequantize_packed, mxfp4_scales_skip, packed_metadata_skip
 from alphahat.layers.semantics import (
     base_name,
     dequantize_bnb_4bit,
@@ -236,6 +236,7 @@ def plan_tensors(
             quantization_skip(original, names)
             or float8_scale_skip(original, by_name)
             or packed_metadata_skip(original, names)
+            or mxfp4_scales_skip(original, names)
         )
         if quantized is not None and original.skip_reason is None:
             original = replace(original, skip_reason=quantized)

@@ -1,6 +1,6 @@
 """Weights packed several codes to a word or byte, dequantized to float32 before analysis.
 
-Three layouts are read, each recognised from its tensor names and shapes alone:
+Four layouts are read, each recognised from its tensor names and shapes alone:
 
 * **compressed-tensors ``pack-quantized``** (llm-compressor / vLLM W4A16, W8A16 checkpoints):
   ``X.weight_packed`` int32 ``[out, ⌈in·b/32⌉]`` holds the b-bit codes of each row as one dense
@@ -14,6 +14,10 @@ Three layouts are read, each recognised from its tensor names and shapes alone:
   uint8 ``[out, in/2]``, two FP4 E2M1 codes per byte (low nibble first; magnitudes 0, ½, 1,
   1½, 2, 3, 4, 6, bit 3 the sign); ``X.weight_scale`` float8 E4M3 ``[out, in/16]``; optional
   ``X.weight_global_scale``. W = e2m1 · scale / global_scale.
+* **MXFP4** (gpt-oss): ``X_blocks`` uint8 ``[…, groups, 16]``, 32 E2M1 codes a group (low
+  nibble first), and ``X_scales`` uint8 ``[…, groups]``, E8M0 exponents: w = e2m1 · 2^(e − 127);
+  the weight is ``X``, ``[…, groups·32]`` (an ``experts`` tensor then splits per expert, each
+  decoded from its own bytes).
 * **AutoAWQ GEMM** (4-bit): ``X.qweight`` int32 ``[in, out/8]``, ``X.qzeros`` int32
   ``[groups, out/8]``, ``X.scales`` ``[groups, out]``. Each word holds 8 nibbles (least
   significant first) in AWQ's interleaved order: the nibble at position p of a word is output
@@ -36,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alphahat.errors import AlphahatError
-from alphahat.sources.base import FLOAT_DTYPES, TensorRef
+from alphahat.sources.base import FLOAT_DTYPES, RowReader, TensorRef, read_rows
 
 Array = npt.NDArray[np.generic]
 
@@ -53,6 +57,8 @@ COMPRESSED_TENSORS_META = (
 E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 #: Elements per float8 scale of NVFP4.
 NVFP4_GROUP = 16
+#: Name suffixes of an MXFP4 weight (gpt-oss): ``X_blocks`` codes and ``X_scales`` exponents.
+MXFP4_BLOCKS, MXFP4_SCALES = "_blocks", "_scales"
 #: AutoAWQ's order of the 8 output columns inside one int32 word (position → column).
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 #: Group sizes tried, in order, when a partial last group makes the size ambiguous.
@@ -109,8 +115,10 @@ def packed_metadata_skip(ref: TensorRef, names: Collection[str]) -> str | None:
 
 
 def dequantize_packed(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
-    """A compressed-tensors or AWQ packed weight as float32 ``X.weight``; others unchanged."""
+    """A packed weight (see the module docstring) as float32; others unchanged."""
     owner, _, attr = ref.name.rpartition(".")
+    if ref.name.endswith(MXFP4_BLOCKS) and ref.dtype == "uint8" and ref.ndim >= 3:
+        return _mxfp4(ref, refs)
     if ref.ndim != 2 or f"{owner}.weight" in refs:
         return ref
     if attr == "weight_packed" and ref.dtype == "uint8" and f"{owner}.weight_scale" in refs:
@@ -253,6 +261,55 @@ def _nibbles(packed: npt.NDArray[np.uint8], count: int) -> npt.NDArray[np.uint8]
     return np.ascontiguousarray(codes[:, :count])
 
 
+def mxfp4_scales_skip(ref: TensorRef, names: Collection[str]) -> str | None:
+    """Why the exponent tensor of an MXFP4 weight is not a layer of its own, or None."""
+    if ref.name.endswith(MXFP4_SCALES):
+        blocks = ref.name.removesuffix(MXFP4_SCALES) + MXFP4_BLOCKS
+        if blocks in names:
+            return f"MXFP4 block exponents of {blocks} (used to dequantize it)"
+    return None
+
+
+def _mxfp4(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
+    """MXFP4 (gpt-oss): ``X_blocks`` and ``X_scales`` → the weight ``X``, ``[…, groups·32]``.
+
+    ``X_blocks`` uint8 ``[…, groups, 16]`` holds 32 E2M1 codes a group (low nibble first),
+    ``X_scales`` uint8 ``[…, groups]`` their E8M0 exponents e (scale 2^(e − 127)). A range of
+    the first axis (one expert) is decoded alone when the source can read it alone.
+    """
+    name = ref.name.removesuffix(MXFP4_BLOCKS)
+    scales = refs.get(name + MXFP4_SCALES)
+    if scales is None:
+        return ref
+    if ref.shape[-1] != 16 or scales.shape != ref.shape[:-1] or scales.dtype != "uint8":
+        return replace(
+            ref,
+            name=name,
+            problem=f"MXFP4 blocks {list(ref.shape)} with scales {list(scales.shape)} "
+            f"({scales.dtype}): layout not recognised",
+        )
+    shape = (*ref.shape[:-2], ref.shape[-2] * 32)
+    table = np.asarray(E2M1_VALUES, dtype=np.float32)
+    signed = np.concatenate([table, -table])
+
+    def read(start: int, stop: int) -> Array:
+        blocks = np.asarray(read_rows(ref.load, start, stop), dtype=np.uint8)
+        exponents = np.asarray(read_rows(scales.load, start, stop), dtype=np.int32) - 127
+        codes = _nibbles(blocks.reshape(-1, 16), 32).reshape(*blocks.shape[:-1], 32)
+        values = np.ldexp(signed[codes], exponents[..., None]).astype(np.float32, copy=False)
+        out: Array = values.reshape((stop - start, *shape[1:]))
+        return out
+
+    return replace(
+        ref,
+        name=name,
+        shape=shape,
+        dtype="float32",
+        load=RowReader(read, shape[0]),
+        note=f"dequantized (MXFP4: E2M1 · 2^(e − 127) per 32; stored as {ref.name})",
+    )
+
+
 def _awq(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
     scale, zero = refs[f"{owner}.scales"], refs[f"{owner}.qzeros"]
     inp, out = ref.shape[0], scale.shape[1]
@@ -295,6 +352,7 @@ def _awq(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
 
 __all__ = [
     "AWQ_ORDER",
+    "mxfp4_scales_skip",
     "COMPRESSED_TENSORS_META",
     "dequantize_packed",
     "packed_metadata_skip",
