@@ -33,7 +33,7 @@ Nothing else is read until the layer is analysed.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 
 import numpy as np
@@ -138,6 +138,21 @@ def _failed(ref: TensorRef, owner: str, reason: str) -> TensorRef:
     return replace(ref, name=f"{owner}.weight", problem=reason)
 
 
+def _linear_weight(
+    ref: TensorRef, owner: str, shape: tuple[int, int], load: Callable[[], Array], how: str
+) -> TensorRef:
+    """The dequantized ``owner.weight`` (out, in), float32, noting ``how`` and the stored name."""
+    return replace(
+        ref,
+        name=f"{owner}.weight",
+        shape=shape,
+        dtype="float32",
+        load=load,
+        module_kind=ref.module_kind or "linear",
+        note=f"dequantized ({how}; stored as {ref.name})",
+    )
+
+
 def _compressed_tensors(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
     scale = refs[f"{owner}.weight_scale"]
     zero = refs.get(f"{owner}.weight_zero_point")
@@ -201,15 +216,8 @@ def _compressed_tensors(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) 
         return values
 
     zero_note = ", asymmetric" if zero is not None else ""
-    return replace(
-        ref,
-        name=f"{owner}.weight",
-        shape=(out, inp),
-        dtype="float32",
-        load=load,
-        module_kind=ref.module_kind or "linear",
-        note=f"dequantized (compressed-tensors int{bits}, {how}{zero_note}; stored as {ref.name})",
-    )
+    how = f"compressed-tensors int{bits}, {how}{zero_note}"
+    return _linear_weight(ref, owner, (out, inp), load, how)
 
 
 def _nvfp4(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
@@ -240,17 +248,9 @@ def _nvfp4(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
         values: Array = np.multiply(signed[codes], scales[:, groups])
         return values
 
-    how = "with a global scale" if global_scale is not None else "no global scale"
-    return replace(
-        ref,
-        name=f"{owner}.weight",
-        shape=(out, inp),
-        dtype="float32",
-        load=load,
-        module_kind=ref.module_kind or "linear",
-        note=f"dequantized (NVFP4: E2M1 · float8 scale per {NVFP4_GROUP}, {how}; "
-        f"stored as {ref.name})",
-    )
+    glob = "with a global scale" if global_scale is not None else "no global scale"
+    how = f"NVFP4: E2M1 · float8 scale per {NVFP4_GROUP}, {glob}"
+    return _linear_weight(ref, owner, (out, inp), load, how)
 
 
 def _nibbles(packed: npt.NDArray[np.uint8], count: int) -> npt.NDArray[np.uint8]:
@@ -339,15 +339,8 @@ def _awq(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:
         values: Array = np.ascontiguousarray(transposed.T)
         return values
 
-    return replace(
-        ref,
-        name=f"{owner}.weight",
-        shape=(out, inp),
-        dtype="float32",
-        load=load,
-        module_kind=ref.module_kind or "linear",
-        note=f"dequantized (AWQ int4, groups of {group}; stored as {ref.name} (in, out/8))",
-    )
+    how = f"AWQ int4, groups of {group}, stored (in, out/8)"
+    return _linear_weight(ref, owner, (out, inp), load, how)
 
 
 __all__ = [
