@@ -7,6 +7,8 @@ is exercised, and the dequantized matrices are compared element by element."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -142,11 +144,99 @@ def test_awq_gemm_weights_equal_the_reference_unpacking(tmp_path):
     assert "metadata" in coverage.loc[f"{name}.scales", "reason"]
 
 
-def test_gptq_layout_stays_skipped_and_bad_metadata_fails_that_layer(tmp_path):
+def _pack_lsb_first(codes: np.ndarray, bits: int, axis: int) -> np.ndarray:
+    """Codes packed 32/b to an int32 along ``axis``, the first in the lowest bits (AutoGPTQ's
+    ``pack``: ``qweight[row] |= intweight[j] << (bits · (j − i))``)."""
+    per = 32 // bits
+    moved = np.moveaxis(codes.astype(np.uint64), axis, 0)
+    words = np.zeros((moved.shape[0] // per, *moved.shape[1:]), dtype=np.uint64)
+    for j in range(per):
+        words |= moved[j::per] << np.uint64(bits * j)
+    return np.ascontiguousarray(np.moveaxis(words.astype(np.uint32).view(np.int32), 0, axis))
+
+
+def _gptq_tensors(q, zeros, scales, g_idx, bits=4):
+    return {
+        "m.qweight": torch.from_numpy(_pack_lsb_first(q, bits, axis=0)),
+        "m.qzeros": torch.from_numpy(_pack_lsb_first(zeros, bits, axis=1)),
+        "m.scales": torch.from_numpy(scales.astype(np.float16)),
+        "m.g_idx": torch.from_numpy(g_idx.astype(np.int32)),
+        "m.bias": torch.zeros(q.shape[1], dtype=torch.float16),
+    }
+
+
+def test_gptq_symmetric_checkpoint_is_scale_times_code_minus_8(tmp_path):
+    """A symmetric 4-bit GPTQ (v1) layer stores its zero points 8 as 7: qzeros words are
+    0x77777777, as in every such checkpoint; W = scale · (q − 8)."""
+    inp, out, group = 256, 64, 128
+    q = RNG.integers(0, 16, (inp, out))
+    scales = RNG.uniform(0.001, 0.01, (inp // group, out)).astype(np.float16)
+    tensors = _gptq_tensors(q, np.full((inp // group, out), 7), scales, np.arange(inp) // group)
+    assert (tensors["m.qzeros"].numpy().view(np.uint32) == 0x77777777).all()
+    path = tmp_path / "gptq.safetensors"
+    save_file(tensors, str(path))
+    expected = (scales.astype(np.float32)[np.arange(inp) // group] * (q - 8)).T
+    np.testing.assert_allclose(dequantized(path, "m.weight"), expected, rtol=1e-6)
+    row = alphahat.describe(path).set_index("name").loc["m.weight"]
+    assert row["note"].startswith("dequantized (GPTQ int4, groups of 128, zero + 1, GPTQ v1")
+    assert row["shape"] == f"{out}x{inp}"
+
+
+@pytest.mark.parametrize("version", ["gptq", "gptq_v2"])
+def test_gptq_asymmetric_act_order_and_the_checkpoint_format(tmp_path, version):
+    """Random zero points and a permuted g_idx, written out element by element; with
+    ``checkpoint_format: gptq_v2`` in config.json the stored zeros are used as they are."""
+    inp, out, groups = 128, 32, 4
+    q = RNG.integers(0, 16, (inp, out))
+    stored_zeros = RNG.integers(0, 15, (groups, out))
+    scales = RNG.uniform(0.001, 0.01, (groups, out)).astype(np.float16)
+    g_idx = RNG.permutation(np.arange(inp) // (inp // groups))
+    save_file(_gptq_tensors(q, stored_zeros, scales, g_idx), str(tmp_path / "model.safetensors"))
+    config = {"quantization_config": {"quant_method": "gptq", "checkpoint_format": version}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    offset = 1 if version == "gptq" else 0
+    s = scales.astype(np.float64)
+    expected = np.array(
+        [[s[g_idx[i], o] * (q[i, o] - (stored_zeros[g_idx[i], o] + offset)) for i in range(inp)]
+         for o in range(out)]
+    )  # fmt: skip
+    report = alphahat.analyze(tmp_path, keep_eigenvalues=True)
+    lam = np.sort(np.linalg.svd(expected, compute_uv=False) ** 2)
+    np.testing.assert_allclose(report.eigenvalues["m.weight"], lam, rtol=1e-5)
+    from alphahat.layers import plan_tensors as plan
+
+    with open_source(tmp_path) as source:
+        (p,) = [
+            p
+            for p in plan(source.tensors(), model_config=source.model_config)
+            if p.ref.name == "m.weight"
+        ]
+        np.testing.assert_allclose(p.ref.load(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_gptq_reconstructs_a_round_to_nearest_quantized_weight(tmp_path):
+    """Quantize a weight (per group of 32 inputs: scale = range/15, zero = round(−min/scale)),
+    store it as GPTQ v1 does (zeros − 1): every dequantized value is within half a step."""
+    inp, out, group = 128, 48, 32
+    w = RNG.standard_normal((inp, out))
+    blocks = w.reshape(inp // group, group, out)
+    scale = (blocks.max(axis=1) - blocks.min(axis=1)) / 15
+    zero = np.round(-blocks.min(axis=1) / scale)
+    rows = np.arange(inp) // group
+    q = np.clip(np.round(w / scale[rows]) + zero[rows], 0, 15).astype(np.int64)
+    tensors = _gptq_tensors(q, zero.astype(np.int64) - 1, scale.astype(np.float16), rows)
+    path = tmp_path / "gptq.safetensors"
+    save_file(tensors, str(path))
+    got = dequantized(path, "m.weight")
+    step = scale.astype(np.float16).astype(np.float64)[rows].T
+    assert np.all(np.abs(got - w.T) <= step * 0.5 + 2e-3 * np.abs(w.T) + 1e-6)
+
+
+def test_bad_packed_metadata_fails_that_layer_only(tmp_path):
     tensors = {
-        # GPTQ: qweight [in·4/32, out] — not read
+        # GPTQ with qzeros of the wrong width
         "a.qweight": torch.zeros((16, 64), dtype=torch.int32),
-        "a.qzeros": torch.zeros((1, 8), dtype=torch.int32),
+        "a.qzeros": torch.zeros((1, 5), dtype=torch.int32),
         "a.scales": torch.ones((1, 64), dtype=torch.float16),
         # compressed-tensors with a weight_shape that does not fit the packed rows
         "b.weight_packed": torch.zeros((8, 8), dtype=torch.int32),
@@ -158,8 +248,8 @@ def test_gptq_layout_stays_skipped_and_bad_metadata_fails_that_layer(tmp_path):
     path = tmp_path / "mixed.safetensors"
     save_file(tensors, str(path))
     coverage = alphahat.describe(path).set_index("name")
-    assert coverage.loc["a.qweight", "status"] == "skipped"
-    assert "GPTQ" in coverage.loc["a.qweight", "reason"]
+    assert coverage.loc["a.weight", "status"] == "failed"
+    assert "GPTQ qweight [16, 64]" in coverage.loc["a.weight", "reason"]
     assert coverage.loc["b.weight", "status"] == "failed"
     assert "weight_shape [9, 64]" in coverage.loc["b.weight", "reason"]
     report = alphahat.analyze(path)

@@ -164,11 +164,11 @@ def test_tied_weights_analysed_once_and_listed():
     assert "tied to embed.weight" in cov.loc["head.weight", "reason"]
 
 
-def test_gptq_is_never_read_as_a_matrix_and_a_broken_bnb_state_fails_with_the_reason():
-    state = {
+def test_unknown_packed_layout_is_never_read_and_a_broken_bnb_state_fails_with_the_reason():
+    state = {  # a qweight whose scales fit neither GPTQ's nor AWQ's layout
         "layers.0.q_proj.qweight": np.zeros((8, 64), np.int32),
         "layers.0.q_proj.qzeros": np.zeros((1, 8), np.int32),
-        "layers.0.q_proj.scales": np.ones((1, 64), np.float16),
+        "layers.0.q_proj.scales": np.ones((1, 48), np.float16),
         "layers.0.q_proj.g_idx": np.zeros(64, np.int32),
         "layers.1.fc.weight": np.zeros((512, 1), np.uint8),
         "layers.1.fc.weight.absmax": np.ones(16, np.float32),
@@ -178,7 +178,7 @@ def test_gptq_is_never_read_as_a_matrix_and_a_broken_bnb_state_fails_with_the_re
         "layers.2.fc.weight.quant_state.bitsandbytes__int3": np.zeros(80, np.uint8),
     }
     frame = alphahat.describe(state).set_index("name")
-    assert "GPTQ packed" in frame.loc["layers.0.q_proj.qweight", "reason"]
+    assert "not recognised as GPTQ or AWQ" in frame.loc["layers.0.q_proj.qweight", "reason"]
     assert "metadata" in frame.loc["layers.0.q_proj.scales", "reason"]
     assert frame.loc["layers.1.fc.weight", "status"] == "failed"
     assert "quant_state" in frame.loc["layers.1.fc.weight", "reason"]

@@ -219,6 +219,7 @@ def _plan(source: WeightSource, options: AnalysisOptions) -> list[TensorPlan]:
             split_fused=options.split_fused,
             fused_heads=fused_heads,
             limits=ResourceLimits(options.max_matrix_elements, options.max_memory),
+            model_config=source.model_config,
         )
     )
     if not options.pool:  # one plan per conv kernel slice (layers.conv)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -218,12 +218,14 @@ def plan_tensors(
     split_fused: bool = False,
     fused_heads: int | None = None,
     limits: ResourceLimits | None = None,
+    model_config: Mapping[str, Any] | None = None,
 ) -> Iterator[TensorPlan]:
     """A :class:`TensorPlan` for every matrix-to-be, in model order (natural name order).
 
     Layer ids count the tensors (and tensor parts) with ≥ 2 dims. ``split_fused`` splits fused
     q/k/v projections (``fused_heads``: head count of per-head interleaved ones). A layer over
     ``limits`` (:mod:`alphahat.layers.limits`) is skipped with the reason, never loaded.
+    ``model_config``: the checkpoint's ``config.json`` (quantization conventions).
     """
     layer_filter = layer_filter or LayerFilter()
     ordered = sorted(refs, key=lambda r: natural_key(r.name))
@@ -231,7 +233,7 @@ def plan_tensors(
     names = by_name.keys()
     next_id = 0
     for original in ordered:
-        original = dequantize_packed(dequantize_bnb_4bit(original, by_name), by_name)
+        original = dequantize_packed(dequantize_bnb_4bit(original, by_name), by_name, model_config)
         quantized = (
             quantization_skip(original, names)
             or float8_scale_skip(original, by_name)

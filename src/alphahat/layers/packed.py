@@ -1,6 +1,6 @@
 """Weights packed several codes to a word or byte, dequantized to float32 before analysis.
 
-Four layouts are read, each recognised from its tensor names and shapes alone:
+Five layouts are read, each recognised from its tensor names and shapes alone:
 
 * **compressed-tensors ``pack-quantized``** (llm-compressor / vLLM W4A16, W8A16 checkpoints):
   ``X.weight_packed`` int32 ``[out, ⌈in·b/32⌉]`` holds the b-bit codes of each row as one dense
@@ -22,8 +22,14 @@ Four layouts are read, each recognised from its tensor names and shapes alone:
   ``[groups, out/8]``, ``X.scales`` ``[groups, out]``. Each word holds 8 nibbles (least
   significant first) in AWQ's interleaved order: the nibble at position p of a word is output
   column 8·w + (0, 2, 4, 6, 1, 3, 5, 7)[p]. Wᵀ = (q − zero) · scale with groups of input rows.
-  GPTQ's ``qweight`` (``[in·b/32, out]``, the same names) is told apart by its shape and is
-  skipped with the reason (its zero-point and act-order variants are not read here).
+* **GPTQ** (AutoGPTQ/GPTQModel ``gptq`` format, 2/4/8-bit): ``X.qweight`` int32
+  ``[in·b/32, out]`` packs each output column's codes along the input axis, ``X.qzeros`` int32
+  ``[groups, out·b/32]`` along the output axis (both least significant bits first),
+  ``X.scales`` ``[groups, out]``, ``X.g_idx`` the group of each input row (act-order).
+  W[o, i] = scale[g, o] · (q[i, o] − (zero[g, o] + 1)), g = g_idx[i]: the "+ 1" is the
+  ``gptq`` (v1) checkpoint convention (a symmetric 4-bit layer stores its zeros 8 as 7s,
+  ``0x77777777``); ``quantization_config.checkpoint_format = "gptq_v2"`` in the checkpoint's
+  ``config.json`` drops it. Told apart from AWQ by the shape of ``qweight``.
 
 The dequantized weight takes the name ``X.weight`` (the name of the same layer in the
 unquantized model) and says ``dequantized (…)`` in its note; the metadata tensors are listed
@@ -33,8 +39,9 @@ Nothing else is read until the layer is analysed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -114,8 +121,14 @@ def packed_metadata_skip(ref: TensorRef, names: Collection[str]) -> str | None:
     return None
 
 
-def dequantize_packed(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
-    """A packed weight (see the module docstring) as float32; others unchanged."""
+def dequantize_packed(
+    ref: TensorRef, refs: dict[str, TensorRef], model_config: Mapping[str, Any] | None = None
+) -> TensorRef:
+    """A packed weight (see the module docstring) as float32; others unchanged.
+
+    ``model_config``: the checkpoint's ``config.json``, whose ``quantization_config.
+    checkpoint_format`` says which zero-point convention a GPTQ checkpoint uses.
+    """
     owner, _, attr = ref.name.rpartition(".")
     if ref.name.endswith(MXFP4_BLOCKS) and ref.dtype == "uint8" and ref.ndim >= 3:
         return _mxfp4(ref, refs)
@@ -129,8 +142,14 @@ def dequantize_packed(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
         return _compressed_tensors(ref, owner, refs)
     if attr == "qweight" and f"{owner}.scales" in refs and f"{owner}.qzeros" in refs:
         scales = refs[f"{owner}.scales"]
-        if scales.ndim == 2 and ref.shape[1] * 8 == scales.shape[1]:  # GPTQ: [in·b/32, out]
+        if scales.ndim == 2 and ref.shape[1] * 8 == scales.shape[1]:  # AWQ: [in, out/8]
             return _awq(ref, owner, refs)
+        if scales.ndim == 2 and ref.shape[1] == scales.shape[1]:  # GPTQ: [in·b/32, out]
+            quantization = (model_config or {}).get("quantization_config") or {}
+            v2 = isinstance(quantization, dict) and quantization.get("checkpoint_format") == (
+                "gptq_v2"
+            )
+            return _gptq(ref, owner, refs, zero_offset=0 if v2 else 1)
     return ref
 
 
@@ -308,6 +327,50 @@ def _mxfp4(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
         load=RowReader(read, shape[0]),
         note=f"dequantized (MXFP4: E2M1 · 2^(e − 127) per 32; stored as {ref.name})",
     )
+
+
+def _gptq(ref: TensorRef, owner: str, refs: dict[str, TensorRef], zero_offset: int) -> TensorRef:
+    """GPTQ: codes packed along the input axis, zeros along the output axis (both LSB first)."""
+    scale, zero, g_idx = (
+        refs[f"{owner}.scales"],
+        refs[f"{owner}.qzeros"],
+        refs.get(f"{owner}.g_idx"),
+    )
+    groups, out = scale.shape
+    inp = g_idx.numel if g_idx is not None and g_idx.ndim == 1 else ref.shape[0] * 8
+    bits = ref.shape[0] * 32 // inp if inp and (ref.shape[0] * 32) % inp == 0 else 0
+    group = _group_size(inp, groups)
+    if (
+        bits not in (2, 4, 8)
+        or group is None
+        or zero.shape != (groups, -(-out * bits // 32))
+        or zero.dtype != "int32"
+        or scale.dtype not in FLOAT_DTYPES
+    ):
+        return _failed(
+            ref,
+            owner,
+            f"GPTQ qweight {list(ref.shape)} with qzeros {list(zero.shape)}, scales "
+            f"{list(scale.shape)} ({scale.dtype}) and {inp} inputs: layout not recognised",
+        )
+
+    def load() -> Array:
+        codes = unpack_bits(np.asarray(ref.load()).T, bits, inp).astype(np.float32)  # (out, in)
+        zeros = unpack_bits(np.asarray(zero.load()), bits, out).astype(np.float32) + zero_offset
+        scales = np.asarray(scale.load(), dtype=np.float32)
+        rows = (
+            np.asarray(g_idx.load(), dtype=np.intp).reshape(-1)
+            if g_idx is not None
+            else np.arange(inp) // group
+        )
+        if rows.min(initial=0) < 0 or rows.max(initial=0) >= groups:
+            raise AlphahatError(f"{owner}.g_idx names groups outside 0…{groups - 1}")
+        values: Array = np.multiply(codes - zeros[rows].T, scales[rows].T)
+        return values
+
+    convention = "zero + 1, GPTQ v1" if zero_offset else "gptq_v2 zeros"
+    how = f"GPTQ int{bits}, groups of {group}, {convention}"
+    return _linear_weight(ref, owner, (out, inp), load, how)
 
 
 def _awq(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) -> TensorRef:

@@ -10,14 +10,15 @@
   into three equal contiguous blocks along the output axis, ``name [q]``, ``[k]``, ``[v]``.
   ``query_key_value`` (GPT-NeoX, BLOOM, Falcon) interleaves q/k/v per head, so it is split only
   when the number of heads is given (``fused_heads``); otherwise it stays whole and says why.
-* **Quantized checkpoints**: GPTQ ``qweight`` (8 four-bit values packed per int32) is
-  never read as a matrix (AWQ's and compressed-tensors' packed layouts are dequantized by
-  :mod:`alphahat.layers.packed`): skipped with the reason, its metadata (``qzeros``, ``scales``,
-  ``g_idx``) too. bitsandbytes LLM.int8 (``weight`` int8 with a ``SCB`` row scale) is
-  dequantized exactly: W = W_int8 · SCB[:, None] / 127; bitsandbytes 4-bit NF4/FP4 (``weight``
-  as packed uint8 with ``weight.quant_state.*``, :func:`dequantize_bnb_4bit`) from its stored
-  code table and block scales; float8 with its scales (:func:`dequantize_float8`); all labelled
-  ``dequantized``, their metadata tensors listed as skipped.
+* **Quantized checkpoints**: a ``qweight`` (several codes packed per int32) that is not
+  GPTQ's or AWQ's layout (both dequantized by :mod:`alphahat.layers.packed`, as are
+  compressed-tensors, NVFP4 and MXFP4) is never read as a matrix: skipped with the reason,
+  its metadata (``qzeros``, ``scales``, ``g_idx``) too. bitsandbytes LLM.int8 (``weight``
+  int8 with a ``SCB`` row scale) is dequantized exactly: W = W_int8 · SCB[:, None] / 127;
+  bitsandbytes 4-bit NF4/FP4 (``weight`` as packed uint8 with ``weight.quant_state.*``,
+  :func:`dequantize_bnb_4bit`) from its stored code table and block scales; float8 with its
+  scales (:func:`dequantize_float8`); all labelled ``dequantized``, their metadata tensors
+  listed as skipped.
 
 Nothing here reads a file: derived tensors wrap the original tensor's ``load()``.
 """
@@ -75,10 +76,10 @@ def _owner_and_attr(name: str) -> tuple[str, str]:
 def quantization_skip(ref: TensorRef, names: Collection[str]) -> str | None:
     """Why a tensor of a quantized checkpoint is not analysed as a matrix, or None."""
     owner, attr = _owner_and_attr(ref.name)
-    if attr == "qweight":  # AWQ's layout is dequantized before this (layers.packed)
+    if attr == "qweight":  # GPTQ and AWQ layouts are dequantized before this (layers.packed)
         return (
-            f"GPTQ packed quantized weights ({ref.dtype}, several 4-bit values per "
-            "integer): never read as a matrix; no dequantizer for GPTQ's layout here"
+            f"packed quantized weights ({ref.dtype}) of a layout not recognised as GPTQ or AWQ "
+            "(no scales/qzeros of matching shapes): never read as a matrix"
         )
     if attr in _GPTQ_META and f"{owner}.qweight" in names:
         return f"quantization metadata ({attr}) of {owner}.qweight"
