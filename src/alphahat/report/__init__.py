@@ -65,6 +65,7 @@ def coverage_frame(
     failures = failures or {}
     rows = []
     for plan in plans:
+        sized = bool(plan.kind) and plan.num_matrices > 0  # a skipped entry is never sized
         status = {"analyse": "analysed"}.get(plan.status, plan.status)
         reason = plan.reason
         if plan.ref.name in failures:
@@ -77,10 +78,10 @@ def coverage_frame(
                 "shape": "x".join(map(str, plan.ref.shape)),
                 "dtype": plan.ref.dtype,
                 "note": plan.ref.note,
-                "N": plan.N if plan.kind else None,
-                "M": plan.M if plan.kind else None,
-                "num_matrices": plan.num_matrices if plan.kind else None,
-                "num_evals": plan.num_evals if plan.kind else None,
+                "N": plan.N if sized else None,
+                "M": plan.M if sized else None,
+                "num_matrices": plan.num_matrices if sized else None,
+                "num_evals": plan.num_evals if sized else None,
                 "status": status,
                 "reason": reason,
             }
