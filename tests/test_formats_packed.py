@@ -145,13 +145,17 @@ def test_awq_gemm_weights_equal_the_reference_unpacking(tmp_path):
 
 
 def _pack_lsb_first(codes: np.ndarray, bits: int, axis: int) -> np.ndarray:
-    """Codes packed 32/b to an int32 along ``axis``, the first in the lowest bits (AutoGPTQ's
-    ``pack``: ``qweight[row] |= intweight[j] << (bits · (j − i))``)."""
-    per = 32 // bits
-    moved = np.moveaxis(codes.astype(np.uint64), axis, 0)
-    words = np.zeros((moved.shape[0] // per, *moved.shape[1:]), dtype=np.uint64)
-    for j in range(per):
-        words |= moved[j::per] << np.uint64(bits * j)
+    """Codes packed into int32 words along ``axis`` as one bit stream, the first code in the
+    lowest bits (AutoGPTQ's ``pack``: ``qweight[row] |= intweight[j] << (bits · (j − i))``;
+    3-bit codes continue across word boundaries, 32 codes in 3 words)."""
+    moved = np.moveaxis(codes.astype(np.int64), axis, 0)
+    count = moved.shape[0]
+    words = np.zeros((count * bits // 32, *moved.shape[1:]), dtype=np.uint64)
+    for k in range(count):
+        for b in range(bits):  # bit b of code k is bit k·bits + b of the stream
+            position = k * bits + b
+            bit = ((moved[k] >> b) & 1).astype(np.uint64)
+            words[position // 32] |= bit << np.uint64(position % 32)
     return np.ascontiguousarray(np.moveaxis(words.astype(np.uint32).view(np.int32), 0, axis))
 
 
@@ -214,17 +218,20 @@ def test_gptq_asymmetric_act_order_and_the_checkpoint_format(tmp_path, version):
         np.testing.assert_allclose(p.ref.load(), expected, rtol=1e-5, atol=1e-7)
 
 
-def test_gptq_reconstructs_a_round_to_nearest_quantized_weight(tmp_path):
-    """Quantize a weight (per group of 32 inputs: scale = range/15, zero = round(−min/scale)),
-    store it as GPTQ v1 does (zeros − 1): every dequantized value is within half a step."""
-    inp, out, group = 128, 48, 32
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_gptq_reconstructs_a_round_to_nearest_quantized_weight(tmp_path, bits):
+    """Quantize a weight (per group of 32 inputs: scale = range/(2^b − 1), zero =
+    round(−min/scale)), store it as GPTQ v1 does (zeros − 1): every dequantized value is within
+    half a step of the weight."""
+    inp, out, group = 128, 64, 32
+    levels = (1 << bits) - 1
     w = RNG.standard_normal((inp, out))
     blocks = w.reshape(inp // group, group, out)
-    scale = (blocks.max(axis=1) - blocks.min(axis=1)) / 15
-    zero = np.round(-blocks.min(axis=1) / scale)
+    scale = (blocks.max(axis=1) - blocks.min(axis=1)) / levels
+    zero = np.clip(np.round(-blocks.min(axis=1) / scale), 1, levels)
     rows = np.arange(inp) // group
-    q = np.clip(np.round(w / scale[rows]) + zero[rows], 0, 15).astype(np.int64)
-    tensors = _gptq_tensors(q, zero.astype(np.int64) - 1, scale.astype(np.float16), rows)
+    q = np.clip(np.round(w / scale[rows]) + zero[rows], 0, levels).astype(np.int64)
+    tensors = _gptq_tensors(q, zero.astype(np.int64) - 1, scale.astype(np.float16), rows, bits)
     path = tmp_path / "gptq.safetensors"
     save_file(tensors, str(path))
     got = dequantized(path, "m.weight")

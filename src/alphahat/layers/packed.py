@@ -22,9 +22,10 @@ Five layouts are read, each recognised from its tensor names and shapes alone:
   ``[groups, out/8]``, ``X.scales`` ``[groups, out]``. Each word holds 8 nibbles (least
   significant first) in AWQ's interleaved order: the nibble at position p of a word is output
   column 8·w + (0, 2, 4, 6, 1, 3, 5, 7)[p]. Wᵀ = (q − zero) · scale with groups of input rows.
-* **GPTQ** (AutoGPTQ/GPTQModel ``gptq`` format, 2/4/8-bit): ``X.qweight`` int32
+* **GPTQ** (AutoGPTQ/GPTQModel ``gptq`` format, 2/3/4/8-bit): ``X.qweight`` int32
   ``[in·b/32, out]`` packs each output column's codes along the input axis, ``X.qzeros`` int32
-  ``[groups, out·b/32]`` along the output axis (both least significant bits first),
+  ``[groups, out·b/32]`` along the output axis, each as one dense bit stream, least significant
+  bits first (3-bit codes straddle words: 32 codes in 3 words),
   ``X.scales`` ``[groups, out]``, ``X.g_idx`` the group of each input row (act-order).
   W[o, i] = scale[g, o] · (q[i, o] − (zero[g, o] + 1)), g = g_idx[i]: the "+ 1" is the
   ``gptq`` (v1) checkpoint convention (a symmetric 4-bit layer stores its zeros 8 as 7s,
@@ -341,7 +342,7 @@ def _gptq(ref: TensorRef, owner: str, refs: dict[str, TensorRef], zero_offset: i
     bits = ref.shape[0] * 32 // inp if inp and (ref.shape[0] * 32) % inp == 0 else 0
     group = _group_size(inp, groups)
     if (
-        bits not in (2, 4, 8)
+        bits not in (2, 3, 4, 8)
         or group is None
         or zero.shape != (groups, -(-out * bits // 32))
         or zero.dtype != "int32"
