@@ -391,3 +391,31 @@ def test_interleaved_head_count_comes_from_config_json(tmp_path, config, splits)
             assert row["log_norm"] == pytest.approx(log_norm([block]), rel=1e-6)
         whole = rows(alphahat.analyze(model))  # without split_fused the config changes nothing
         assert list(whole) == [name]
+
+
+def test_lstm_and_gru_gates_are_split_with_split_fused():
+    """PyTorch stacks an LSTM's gates as (W_i|W_f|W_g|W_o) and a GRU's as (W_r|W_z|W_n) along
+    the rows of weight_ih_l*/weight_hh_l*; each gate becomes a row of its own."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(24, 16)
+            self.gru = nn.GRU(24, 16, bidirectional=True)
+
+    net = Net()
+    whole = rows(alphahat.analyze(net))
+    assert "lstm.weight_ih_l0" in whole and not any("[" in name for name in whole)
+    split = rows(alphahat.analyze(net, split_fused=True))
+    state = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
+    for prefix, gates in (("lstm.", "ifgo"), ("gru.", "rzn")):
+        for name in ("weight_ih_l0", "weight_hh_l0") + (
+            ("weight_ih_l0_reverse",) if prefix == "gru." else ()
+        ):
+            chunks = np.split(state[prefix + name], len(gates))
+            for gate, chunk in zip(gates, chunks, strict=True):
+                row = split[f"{prefix}{name} [{gate}]"]
+                assert row["log_norm"] == pytest.approx(log_norm([chunk]), rel=1e-10)
+                assert row["kind"] == "rnn"
+            assert prefix + name not in split

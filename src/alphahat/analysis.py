@@ -754,9 +754,10 @@ def analyze(
             reason) before being read: bytes, or a size such as ``"8GiB"`` or ``"500MB"``
             (see :mod:`alphahat.layers.limits` for the estimate).
         split_fused: split fused q/k/v projections (``in_proj_weight``, ``c_attn``,
-            ``qkv_proj``, …) into ``name [q]``, ``[k]``, ``[v]`` (see
-            :mod:`alphahat.layers.semantics`); ``fused_heads``: the head count needed to split
-            per-head interleaved ones (``query_key_value``).
+            ``qkv_proj``, …) into ``name [q]``, ``[k]``, ``[v]``, and PyTorch LSTM/GRU weights
+            into their gates (see :mod:`alphahat.layers.semantics`); ``fused_heads``: the head
+            count needed to split per-head interleaved ones (``query_key_value``; default: the
+            checkpoint's ``config.json``).
         base: a base checkpoint (path, module or mapping): a LoRA adapter folder gives ΔW plus
             ``[merged]`` and ``[base]`` views of each adapted module; any other model is
             analysed as the fine-tune deltas W − W_base, tensors matched by full name.

@@ -201,7 +201,8 @@ SplitFusedOpt = Annotated[
     bool,
     typer.Option(
         "--split-fused",
-        help="Split fused q/k/v projections (in_proj_weight, c_attn, qkv_proj, …) into q, k, v.",
+        help="Split fused q/k/v projections (in_proj_weight, c_attn, qkv_proj, …) into q, k, v "
+        "and PyTorch LSTM/GRU weights into their gates.",
     ),
 ]
 FusedHeadsOpt = Annotated[
@@ -209,7 +210,8 @@ FusedHeadsOpt = Annotated[
     typer.Option(
         "--fused-heads",
         min=1,
-        help="Attention heads of per-head interleaved query_key_value weights (--split-fused).",
+        help="Attention heads of per-head interleaved query_key_value weights (--split-fused; "
+        "default: the checkpoint's config.json).",
     ),
 ]
 UnsafeOpt = Annotated[

@@ -38,6 +38,7 @@ from alphahat.layers.semantics import (
     float8_scale_skip,
     is_rnn_name,
     quantization_skip,
+    rnn_gate_count,
 )
 from alphahat.sources.base import FLOAT_DTYPES, TensorRef, natural_key
 
@@ -243,7 +244,10 @@ def plan_tensors(
         if quantized is not None and original.skip_reason is None:
             original = replace(original, skip_reason=quantized)
         original = dequantize_float8(dequantize_int8(original, names, by_name), by_name)
-        for ref in expand(original, split_fused=split_fused, fused_heads=fused_heads):
+        gates = rnn_gate_count(original, by_name) if split_fused else None
+        for ref in expand(
+            original, split_fused=split_fused, fused_heads=fused_heads, rnn_gates=gates
+        ):
             plan, next_id = _plan_one(ref, next_id, layer_filter, min_evals, max_evals, conv_scale)
             too_large = (
                 limit_reason(ref, plan.N, plan.M, plan.num_matrices, limits)

@@ -5,6 +5,9 @@
   matrix per expert, ``name [expert e]``.
 * **Stacked RNN directions**: a 3-D ``rnn`` weight (ONNX ``LSTM``/``GRU``/``RNN``:
   ``[directions, gates·hidden, in]``) is one matrix per direction, ``name [direction d]``.
+* **RNN gates** (opt-in, ``split_fused``): a PyTorch LSTM/GRU ``weight_ih_l*``/``weight_hh_l*``
+  stacks its gates along the rows, (W_i|W_f|W_g|W_o) or (W_r|W_z|W_n); each becomes
+  ``name [i]`` … (the gate count is read off the ``weight_hh`` sibling, (gates·h, h)).
 * **Fused QKV** (opt-in, ``split_fused``): ``in_proj_weight`` (``nn.MultiheadAttention``),
   ``c_attn`` (GPT-2, stored (in, 3·out)), ``qkv_proj``, ``qkv``, ``Wqkv``, ``to_qkv`` are split
   into three equal contiguous blocks along the output axis, ``name [q]``, ``[k]``, ``[v]``.
@@ -455,8 +458,57 @@ def is_experts(ref: TensorRef) -> bool:
     )
 
 
-def expand(ref: TensorRef, *, split_fused: bool, fused_heads: int | None = None) -> list[TensorRef]:
-    """The matrices-to-be of one tensor: itself, or its experts / directions / q, k, v parts."""
+#: PyTorch's gate order in ``weight_ih_l*``/``weight_hh_l*`` (blocks of rows), by gate count.
+RNN_GATES = {4: ("i", "f", "g", "o"), 3: ("r", "z", "n")}
+
+
+def rnn_gate_count(ref: TensorRef, refs: dict[str, TensorRef]) -> int | None:
+    """Gates stacked in a PyTorch LSTM (4) or GRU (3) weight, from its ``weight_hh`` sibling.
+
+    ``weight_hh_l{k}`` is (gates · hidden, hidden): the ratio of its sides is the gate count.
+    None for a plain RNN, an LSTM with ``proj_size`` (no integer ratio) or another name.
+    """
+    if not is_rnn_name(ref.name) or ref.ndim != 2:
+        return None
+    sibling = refs.get(ref.name.replace("weight_ih_", "weight_hh_"))
+    if sibling is None or sibling.ndim != 2 or sibling.shape[1] == 0:
+        return None
+    rows, hidden = sibling.shape
+    gates = rows // hidden if rows % hidden == 0 else 0
+    if gates not in RNN_GATES or ref.shape[0] != gates * hidden:
+        return None
+    return gates
+
+
+def _split_gates(ref: TensorRef, gates: int) -> list[TensorRef]:
+    hidden = ref.shape[0] // gates
+    kind = "LSTM" if gates == 4 else "GRU"
+    return [
+        replace(
+            ref,
+            name=f"{ref.name} [{label}]",
+            shape=(hidden, ref.shape[1]),
+            load=_block_loader(ref.load, 0, i * hidden, (i + 1) * hidden),
+            module_kind="rnn",
+            note=(f"{ref.note}; " if ref.note else "") + f"{label} gate of a {kind} weight",
+        )
+        for i, label in enumerate(RNN_GATES[gates])
+    ]
+
+
+def expand(
+    ref: TensorRef,
+    *,
+    split_fused: bool,
+    fused_heads: int | None = None,
+    rnn_gates: int | None = None,
+) -> list[TensorRef]:
+    """The matrices-to-be of one tensor: itself, or its experts / directions / q, k, v parts.
+
+    With ``split_fused``, a PyTorch LSTM/GRU weight of ``rnn_gates`` stacked gates
+    (:func:`rnn_gate_count`) gives one part per gate (``[i]``, ``[f]``, ``[g]``, ``[o]``;
+    ``[r]``, ``[z]``, ``[n]``).
+    """
     if ref.skip_reason is not None or ref.problem is not None:
         return [ref]
     if is_experts(ref):
@@ -464,6 +516,8 @@ def expand(ref: TensorRef, *, split_fused: bool, fused_heads: int | None = None)
     if ref.ndim == 3 and ref.module_kind == "rnn":
         return _parts_along_first_axis(ref, "direction", "rnn")
     if split_fused:
+        if rnn_gates in RNN_GATES:
+            return _split_gates(ref, rnn_gates)
         parts = _split_qkv(ref, fused_heads)
         if parts is not None:
             return parts
