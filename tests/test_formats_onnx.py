@@ -170,16 +170,21 @@ def test_unreadable_files_name_the_file(model, tmp_path, how):
         alphahat.describe(bad)
 
 
+#: The DequantizeLinear outputs the reference evaluator computes (``{name}_w``).
+NAMES = ("mm", "gemm", "conv", "block")
+
+
 def _qdq_model(path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     """A QDQ graph: int8 per-tensor → MatMul, uint8 per-axis → Gemm(transB=1), int8 per-axis
-    conv kernel, and a blocked one. Returns the file and each DequantizeLinear output as
+    conv kernel, a blocked one (opset 21, a partial last block) and a blocked one whose scales
+    do not cover it. Returns the file and each DequantizeLinear output as
     computed by ONNX's own reference evaluator (the operator's specification in code)."""
     from onnx.reference import ReferenceEvaluator
 
     q_mm = RNG.integers(-128, 128, (24, 16)).astype(np.int8)  # (in, out)
     q_gemm = RNG.integers(0, 256, (20, 24)).astype(np.uint8)  # (out, in)
     q_conv = RNG.integers(-128, 128, (8, 3, 3, 3)).astype(np.int8)
-    q_block = RNG.integers(-128, 128, (16, 32)).astype(np.int8)
+    q_block = RNG.integers(-128, 128, (16, 40)).astype(np.int8)  # blocks 16 + 16 + 8
     inits = [
         numpy_helper.from_array(q_mm, "mm.weight_quantized"),
         numpy_helper.from_array(np.array(0.02, np.float32), "mm.scale"),
@@ -190,7 +195,10 @@ def _qdq_model(path: Path) -> tuple[Path, dict[str, np.ndarray]]:
         numpy_helper.from_array(q_conv, "conv.weight_quantized"),
         numpy_helper.from_array(RNG.uniform(0.01, 0.05, 8).astype(np.float32), "conv.scale"),
         numpy_helper.from_array(q_block, "block.weight_quantized"),
-        numpy_helper.from_array(RNG.uniform(0.01, 0.05, (16, 2)).astype(np.float32), "block.s"),
+        numpy_helper.from_array(RNG.uniform(0.01, 0.05, (16, 3)).astype(np.float32), "block.s"),
+        numpy_helper.from_array(RNG.integers(-5, 5, (16, 3)).astype(np.int8), "block.z"),
+        numpy_helper.from_array(q_block, "bad.weight_quantized"),
+        numpy_helper.from_array(RNG.uniform(0.01, 0.05, (16, 2)).astype(np.float32), "bad.s"),
     ]
     dq = [
         helper.make_node(
@@ -207,56 +215,63 @@ def _qdq_model(path: Path) -> tuple[Path, dict[str, np.ndarray]]:
         ),
         helper.make_node(
             "DequantizeLinear",
-            ["block.weight_quantized", "block.s"],
+            ["block.weight_quantized", "block.s", "block.z"],
             ["block_w"],
             axis=1,
             block_size=16,
         ),
     ]
-    nodes = dq + [
+    bad = helper.make_node(  # 2 blocks of 16 cannot cover 40 columns
+        "DequantizeLinear", ["bad.weight_quantized", "bad.s"], ["bad_w"], axis=1, block_size=16
+    )
+    nodes = [*dq, bad] + [
         helper.make_node("MatMul", ["x", "mm_w"], ["a"]),
         helper.make_node("Gemm", ["x", "gemm_w"], ["b"], transB=1),
         helper.make_node("Conv", ["img", "conv_w"], ["c"]),
         helper.make_node("MatMul", ["y", "block_w"], ["d"]),
+        helper.make_node("MatMul", ["y", "bad_w"], ["e"]),
     ]
     inputs = [helper.make_tensor_value_info(n, TP.FLOAT, None) for n in ("x", "img", "y")]
-    outputs = [helper.make_tensor_value_info(n, TP.FLOAT, None) for n in "abcd"]
+    outputs = [helper.make_tensor_value_info(n, TP.FLOAT, None) for n in "abcde"]
     graph = helper.make_graph(nodes, "qdq", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     onnx.save(model, str(path))
     spec = helper.make_model(
         helper.make_graph(
-            dq[:3],
+            dq,
             "dq",
             [],
-            [
-                helper.make_tensor_value_info(n, TP.FLOAT, None)
-                for n in ("mm_w", "gemm_w", "conv_w")
-            ],
+            [helper.make_tensor_value_info(f"{n}_w", TP.FLOAT, None) for n in NAMES],
             inits,
         ),
         opset_imports=[helper.make_opsetid("", 21)],
     )
-    mm_w, gemm_w, conv_w = ReferenceEvaluator(spec).run(None, {})
-    return path, {"mm": mm_w.T, "gemm": gemm_w, "conv": conv_w}
+    mm_w, gemm_w, conv_w, block_w = ReferenceEvaluator(spec).run(None, {})
+    return path, {"mm": mm_w.T, "gemm": gemm_w, "conv": conv_w, "block": block_w.T}
 
 
 def test_qdq_weights_are_dequantized_as_the_operator_defines(tmp_path):
     path, expected = _qdq_model(tmp_path / "qdq.onnx")
     report = alphahat.analyze(path, min_evals=1, keep_eigenvalues=True)
     rows = report.details.set_index("name")
-    for name, how in (("mm", "per tensor"), ("gemm", "per axis 0"), ("conv", "per axis 0")):
+    hows = {
+        "mm": "per tensor",
+        "gemm": "per axis 0",
+        "conv": "per axis 0",
+        "block": "blocks of 16 along axis 1",
+    }
+    for name, how in hows.items():
         stored = f"{name}.weight_quantized"
         assert rows.loc[stored, "status"] == "fitted"
         assert rows.loc[stored, "dtype"] == "float32"
         assert f"(q − zero_point)·scale, {how}" in rows.loc[stored, "note"]
         assert rows.loc[stored, "shape"] == "x".join(map(str, expected[name].shape))
-    for name in ("mm", "gemm"):
+    for name in ("mm", "gemm", "block"):
         lam = np.sort(np.linalg.svd(expected[name].astype(np.float64), compute_uv=False) ** 2)
         np.testing.assert_allclose(report.eigenvalues[f"{name}.weight_quantized"], lam, rtol=1e-6)
     assert "transposed" in rows.loc["mm.weight_quantized", "note"]  # MatMul stores (in, out)
-    assert rows.loc["block.weight_quantized", "status"] == "failed"
-    assert "block_size" in rows.loc["block.weight_quantized", "reason"]
+    assert rows.loc["bad.weight_quantized", "status"] == "failed"
+    assert "in blocks of 16" in rows.loc["bad.weight_quantized", "reason"]
 
 
 def test_qdq_conv_kernel_matches_the_dequantized_kernel(tmp_path):

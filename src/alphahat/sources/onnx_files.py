@@ -11,9 +11,10 @@ flips the orientation.
 
 Quantized weights of the QDQ format (an integer initializer feeding ``DequantizeLinear``, as
 written by ``onnxruntime.quantization`` and most exporters) are read dequantized, as the
-operator defines it: W = (q − zero_point) · scale, per tensor or per ``axis``, with the scale
-and zero point taken from their initializers; the ``note`` says so. Blocked quantization
-(``block_size``) and scales computed at run time fail that weight with the reason.
+operator defines it: W = (q − zero_point) · scale, per tensor, per ``axis`` or in blocks
+(``block_size``, opset 21), with the scale and zero point taken from their initializers; the
+``note`` says so. Scales computed at run time, or of shapes that do not fit, fail that weight
+with the reason.
 
 Exporters often rename transposed weights (``onnx::MatMul_470``); such a weight takes its name
 from its node's scope (``/encoder/layer.0/attention/self/query/MatMul`` → the module whose
@@ -253,9 +254,11 @@ class OnnxSource(WeightSource):
     def _dequantized(
         self, load: Callable[[], Array], node: Any, dims: tuple[int, ...]
     ) -> tuple[Callable[[], Array], str, str | None]:
-        """(load of (q − zero_point)·scale, how, problem) for a ``DequantizeLinear`` input."""
-        if _attr_int(node, "block_size", 0):
-            return load, "", "DequantizeLinear with block_size (blocked quantization) unsupported"
+        """(load of (q − zero_point)·scale, how, problem) for a ``DequantizeLinear`` input.
+
+        Per tensor (one scale), per axis (a 1-D scale along ``axis``) or blocked (opset 21
+        ``block_size``: a scale of the weight's rank, ⌈dims[axis] / block_size⌉ along ``axis``).
+        """
         inputs = list(node.input) + ["", ""]
         scale = self._constant(inputs[1])
         zero_point = self._constant(inputs[2]) if inputs[2] else None
@@ -263,32 +266,42 @@ class OnnxSource(WeightSource):
             return load, "", f"DequantizeLinear scale {inputs[1]!r} is not a constant"
         if inputs[2] and zero_point is None:
             return load, "", f"DequantizeLinear zero point {inputs[2]!r} is not a constant"
+        if zero_point is not None and zero_point.shape != scale.shape:
+            return load, "", "DequantizeLinear zero point and scale differ in shape"
         axis = _attr_int(node, "axis", 1)
-        if scale.size == 1:
-            how = "per tensor"
-            view: tuple[int, ...] = ()
-        else:
-            if axis < 0:
-                axis += len(dims)
-            if scale.ndim != 1 or not 0 <= axis < len(dims) or scale.size != dims[axis]:
-                return (
-                    load,
-                    "",
-                    (
-                        f"DequantizeLinear scale of shape {list(scale.shape)} does not match axis "
-                        f"{axis} of the weight's shape {list(dims)}"
-                    ),
-                )
+        axis = axis + len(dims) if axis < 0 else axis
+        block = _attr_int(node, "block_size", 0)
+        mismatch = (
+            f"DequantizeLinear scale of shape {list(scale.shape)} does not match axis {axis} "
+            f"of the weight's shape {list(dims)}" + (f" in blocks of {block}" if block else "")
+        )
+        if not 0 <= axis < len(dims) and scale.size != 1:
+            return load, "", mismatch
+        repeat = 1
+        if block:
+            blocks = tuple(-(-d // block) if i == axis else d for i, d in enumerate(dims))
+            if block < 0 or scale.shape != blocks:
+                return load, "", mismatch
+            how, view, repeat = f"blocks of {block} along axis {axis}", blocks, block
+        elif scale.size == 1:
+            how, view = "per tensor", ()
+        elif scale.ndim == 1 and scale.size == dims[axis]:
             how = f"per axis {axis}"
             view = tuple(dims[axis] if i == axis else 1 for i in range(len(dims)))
-        if zero_point is not None and zero_point.size != scale.size:
-            return load, "", "DequantizeLinear zero point and scale differ in size"
+        else:
+            return load, "", mismatch
         scales = np.asarray(scale, np.float64).reshape(view)
         zeros = np.zeros(view) if zero_point is None else np.asarray(zero_point, np.float64)
+        zeros = zeros.reshape(view)
+        if repeat > 1:  # expand each block's scale and zero point over its elements
+            scales, zeros = (
+                np.repeat(a, repeat, axis=axis).take(range(dims[axis]), axis=axis)
+                for a in (scales, zeros)
+            )
 
         def load_dequantized() -> Array:
             q = np.asarray(load(), dtype=np.float64)
-            out: Array = ((q - zeros.reshape(view)) * scales).astype(np.float32)
+            out: Array = ((q - zeros) * scales).astype(np.float32)
             return out
 
         return load_dequantized, f"DequantizeLinear (q − zero_point)·scale, {how}", None
