@@ -140,3 +140,39 @@ def test_nan_float8_codes_fail_the_layer_with_the_reason(tmp_path):
     row = alphahat.analyze(path).details.set_index("name").loc["w.weight"]
     assert row["status"] == "failed"
     assert "1 NaN" in row["reason"]
+
+
+def test_packed_float8_experts_with_per_expert_block_scales(tmp_path):
+    """[experts, out, in] float8 with weight_scale_inv [experts, ⌈out/128⌉, ⌈in/128⌉]: each
+    expert is its float8 values times its own block scales (written out element by element),
+    and reads only its own rows of both tensors."""
+    import tracemalloc
+
+    from alphahat.layers import plan_tensors
+    from alphahat.sources import open_source
+
+    experts, out, inp = 16, 136, 96
+    weights, values = fp8((experts, out, inp))
+    scale_inv = RNG.uniform(0.5, 4.0, (experts, 2, 1)).astype(np.float32)
+    name = "model.layers.0.mlp.experts.down_proj.weight"
+    path = save(
+        tmp_path / "m.safetensors",
+        {name: weights, f"{name}_scale_inv": torch.from_numpy(scale_inv)},
+    )
+    with open_source(path) as source:
+        plans = {p.ref.name: p for p in plan_tensors(source.tensors())}
+        for e in (0, 5, 15):
+            part = plans[f"{name} [expert {e}]"]
+            assert "per 128 × 128 block" in part.ref.note
+            tracemalloc.start()
+            try:
+                got = part.ref.load()
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            expected = np.array(
+                [[values[e, i, j] * scale_inv[e, i // 128, j // 128] for j in range(inp)]
+                 for i in range(out)]
+            )  # fmt: skip
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+            assert peak < 8 * got.nbytes  # all 16 experts in float32 alone: 16 × got.nbytes

@@ -42,6 +42,7 @@ from alphahat.errors import AlphahatError, LayerError
 from alphahat.sources.base import (
     FLOAT8_DTYPES,
     FLOAT_DTYPES,
+    RowReader,
     TensorRef,
     parse_json_bytes,
     read_rows,
@@ -157,26 +158,36 @@ def _block_size(size: int, blocks: int) -> int | None:
 
 def _float8_scale_plan(
     shape: tuple[int, ...], scale_shape: tuple[int, ...]
-) -> tuple[str, Callable[[Array], Array]] | None:
-    """(how the scales apply, scales → an array broadcasting against W), or None if unknown."""
+) -> tuple[str, bool, Callable[[Array], Array]] | None:
+    """How float8 scales apply to a weight of ``shape``; None if the layout is unknown.
+
+    Returns (how, whether the scales have one entry per expert, scales → an array broadcasting
+    against W). W is (out, in), or (experts, out, in) with scales per tensor or with a leading
+    experts axis.
+    """
     if math.prod(scale_shape) == 1:
-        return "per tensor", lambda s: s.reshape(())
-    if len(shape) != 2:
+        return "per tensor", False, lambda s: s.reshape(())
+    if len(shape) not in (2, 3):
         return None
-    out, inp = shape
-    if scale_shape in ((out,), (out, 1)):
-        return "per output channel", lambda s: s.reshape(out, 1)
-    if len(scale_shape) != 2:
+    experts = len(shape) == 3
+    if experts and (len(scale_shape) < 2 or scale_shape[0] != shape[0]):
         return None
-    b0, b1 = _block_size(out, scale_shape[0]), _block_size(inp, scale_shape[1])
+    core = scale_shape[1:] if experts else scale_shape
+    out, inp = shape[-2:]
+    lead = 1 if experts else 0
+    if core in ((out,), (out, 1)):
+        return "per output channel", experts, lambda s: s.reshape(*s.shape[:lead], out, 1)
+    if len(core) != 2:
+        return None
+    b0, b1 = _block_size(out, core[0]), _block_size(inp, core[1])
     if b0 is None or b1 is None:
         return None
 
     def blocks(s: Array) -> Array:
-        full: Array = np.repeat(np.repeat(s, b0, axis=0), b1, axis=1)[:out, :inp]
+        full: Array = np.repeat(np.repeat(s, b0, axis=-2), b1, axis=-1)[..., :out, :inp]
         return full
 
-    return f"per {b0} × {b1} block", blocks
+    return f"per {b0} × {b1} block", experts, blocks
 
 
 def dequantize_float8(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
@@ -184,12 +195,14 @@ def dequantize_float8(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
 
     W₈ is decoded exactly (``sources.base.float8_to_float32``); the scale is per tensor, per
     output channel, or per block (``weight_scale_inv`` of shape ⌈out/b⌉ × ⌈in/b⌉, b = 128 as
-    in DeepSeek-V3 unless the shapes say otherwise). Without a scale tensor the values are
-    analysed as stored, and the note says so; scales of an unknown layout make the layer fail
-    with the reason rather than give the spectrum of wrongly scaled weights.
+    in DeepSeek-V3 unless the shapes say otherwise), with a leading experts axis for a packed
+    ``[experts, out, in]`` weight (each expert then reads its own rows of both). Without a scale
+    tensor the values are analysed as stored, and the note says so; scales of an unknown
+    layout make the layer fail with the reason rather than give the spectrum of wrongly
+    scaled weights.
     """
     owner, attr = _owner_and_attr(ref.name)
-    if ref.dtype not in FLOAT8_DTYPES or attr != "weight":
+    if ref.dtype not in FLOAT8_DTYPES or attr != "weight" or ref.ndim == 0:
         return ref
     scale = next((refs[n] for n in (f"{owner}.{a}" for a in FLOAT8_SCALE_NAMES) if n in refs), None)
     if scale is None:
@@ -204,19 +217,20 @@ def dequantize_float8(ref: TensorRef, refs: dict[str, TensorRef]) -> TensorRef:
                 f"shape {list(scale.shape)} ({scale.dtype}): layout not recognised"
             ),
         )
-    how, broadcast = plan
+    how, per_expert, broadcast = plan
 
-    def load() -> Array:
-        weights = np.asarray(ref.load(), dtype=np.float32)
-        scales = np.asarray(scale.load(), dtype=np.float32)
-        out: Array = np.multiply(weights, broadcast(scales))
+    def read(start: int, stop: int) -> Array:
+        weights = np.asarray(read_rows(ref.load, start, stop), dtype=np.float32)
+        raw = read_rows(scale.load, start, stop) if per_expert else scale.load()
+        out: Array = np.multiply(weights, broadcast(np.asarray(raw, dtype=np.float32)))
         return out
 
     attr_name = scale.name.rsplit(".", 1)[-1]
+    rows = ref.shape[0]
     return replace(
         ref,
         dtype="float32",
-        load=load,
+        load=RowReader(read, rows),
         note=f"dequantized ({ref.dtype} · {attr_name}, {how})",
     )
 
