@@ -279,6 +279,26 @@ def read_model_config(folder: Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def raising_load(origin: str, name: str, reason: str) -> Callable[[], npt.NDArray[np.generic]]:
+    """A ``load()`` that raises :class:`SourceError` ``"{origin}: {name}: {reason}"``."""
+
+    def load() -> npt.NDArray[np.generic]:
+        raise SourceError(f"{origin}: {name}: {reason}")
+
+    return load
+
+
+def problem_ref(name: str, origin: str, reason: str) -> TensorRef:
+    """A :class:`TensorRef` whose metadata already shows it cannot be read (``problem``)."""
+    return TensorRef(name, (), "unknown", raising_load(origin, name, reason), None, origin, reason)
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line, at most 200 characters (for error messages)."""
     text = " ".join(str(exc).split())

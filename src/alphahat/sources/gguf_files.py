@@ -24,7 +24,15 @@ import numpy.typing as npt
 
 from alphahat._imports import require
 from alphahat.errors import SourceError
-from alphahat.sources.base import RowReader, TensorRef, WeightSource, bfloat16_to_float32
+from alphahat.sources.base import (
+    RowReader,
+    TensorRef,
+    WeightSource,
+    bfloat16_to_float32,
+    first_line,
+    problem_ref,
+    raising_load,
+)
 from alphahat.sources.gguf_header import check_gguf_header
 
 Array = npt.NDArray[np.generic]
@@ -57,7 +65,7 @@ class GGUFSource(WeightSource):
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         except Exception as exc:  # the reader raises ValueError, IndexError, KeyError, …
-            raise SourceError(f"{path}: not a valid GGUF file ({_first_line(exc)})") from exc
+            raise SourceError(f"{path}: not a valid GGUF file ({first_line(exc)})") from exc
         self._gguf = gguf
         self._reader = reader
         self._refs = [self._ref(tensor, size) for tensor in reader.tensors]
@@ -75,11 +83,11 @@ class GGUFSource(WeightSource):
                 int(tensor.data_offset),
             )
         except (TypeError, ValueError, OverflowError) as exc:
-            return _problem_ref(name, origin, f"invalid tensor header ({exc})")
+            return problem_ref(name, origin, f"invalid tensor header ({exc})")
         if any(d < 0 for d in shape) or math.prod(shape) != count:
-            return _problem_ref(name, origin, f"shape {list(shape)} does not hold {count} elements")
+            return problem_ref(name, origin, f"shape {list(shape)} does not hold {count} elements")
         if offset < 0 or offset + nbytes > file_size or tensor.data.nbytes != nbytes:
-            return _problem_ref(
+            return problem_ref(
                 name,
                 origin,
                 f"data truncated: needs bytes {offset}..{offset + nbytes}, file has {file_size}",
@@ -97,7 +105,7 @@ class GGUFSource(WeightSource):
                 name,
                 shape,
                 type_name.lower(),
-                _raiser(origin, name, reason),
+                raising_load(origin, name, reason),
                 kind,
                 origin,
                 skip_reason=reason,
@@ -122,7 +130,7 @@ class GGUFSource(WeightSource):
                 values: Array = self._gguf.quants.dequantize(data, tensor.tensor_type)
             except (ValueError, NotImplementedError, IndexError) as exc:
                 raise SourceError(
-                    f"{self.path}: {tensor.name}: cannot dequantize ({_first_line(exc)})"
+                    f"{self.path}: {tensor.name}: cannot dequantize ({first_line(exc)})"
                 ) from exc
             return values
 
@@ -155,19 +163,3 @@ def _row_reader(
 
         return RowReader(read, shape[0])
     return lambda: decode(data).reshape(shape)
-
-
-def _raiser(origin: str, name: str, reason: str) -> Callable[[], Array]:
-    def load() -> Array:
-        raise SourceError(f"{origin}: {name}: {reason}")
-
-    return load
-
-
-def _problem_ref(name: str, origin: str, reason: str) -> TensorRef:
-    return TensorRef(name, (), "unknown", _raiser(origin, name, reason), None, origin, reason)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

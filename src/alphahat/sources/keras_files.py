@@ -39,7 +39,14 @@ import numpy.typing as npt
 
 from alphahat._imports import require
 from alphahat.errors import SourceError
-from alphahat.sources.base import TensorRef, WeightSource, parse_json_bytes
+from alphahat.sources.base import (
+    TensorRef,
+    WeightSource,
+    first_line,
+    parse_json_bytes,
+    problem_ref,
+    raising_load,
+)
 
 Array = npt.NDArray[np.generic]
 
@@ -190,18 +197,18 @@ def _dataset_ref(name: str, var: str, cls: str | None, dataset: Any, origin: str
         shape = tuple(int(d) for d in dataset.shape)
         dtype = np.dtype(dataset.dtype)
     except (TypeError, ValueError) as exc:
-        return _problem_ref(name, origin, f"unreadable dataset ({exc})")
+        return problem_ref(name, origin, f"unreadable dataset ({exc})")
     if dtype.kind not in "fiub" or dtype.byteorder == ">":
         if dtype.kind in "fiu" and dtype.byteorder == ">":
             dtype = dtype.newbyteorder("<")  # h5py converts on read
         else:
-            return _problem_ref(name, origin, f"unsupported HDF5 dtype {dataset.dtype}")
+            return problem_ref(name, origin, f"unsupported HDF5 dtype {dataset.dtype}")
 
     def read() -> Array:
         try:
             values: Array = np.asarray(dataset[()])
         except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError
-            raise SourceError(f"{origin}: {name}: cannot read ({_first_line(exc)})") from exc
+            raise SourceError(f"{origin}: {name}: cannot read ({first_line(exc)})") from exc
         return values
 
     return _keras_ref(name, var, cls, shape, dtype.name, read, origin)
@@ -301,7 +308,7 @@ def _optimizer_refs(group: Any, origin: str, prefix: str) -> list[TensorRef]:
                     name,
                     shape,
                     str(item.dtype),
-                    _raising(origin, name),
+                    raising_load(origin, name, "not model weights"),
                     None,
                     origin,
                     skip_reason="optimizer state, not model weights",
@@ -322,14 +329,14 @@ def legacy_h5_refs(root: Any, classes: Mapping[str, str], origin: str) -> list[T
         layer = _text(raw_layer)
         group = weights.get(layer)
         if not isinstance(group, h5py.Group):
-            refs.append(_problem_ref(layer, origin, "listed in layer_names but missing"))
+            refs.append(problem_ref(layer, origin, "listed in layer_names but missing"))
             continue
         for raw in group.attrs.get("weight_names", []):
             weight = _text(raw)
             name = weight.removesuffix(":0").replace("/", ".")
             dataset = group.get(weight)
             if not isinstance(dataset, h5py.Dataset):
-                refs.append(_problem_ref(name, origin, "listed in weight_names but missing"))
+                refs.append(problem_ref(name, origin, "listed in weight_names but missing"))
                 continue
             var = name.rsplit(".", 1)[-1]
             cls = classes.get(layer)
@@ -400,7 +407,7 @@ class KerasFileSource(WeightSource):
             raise
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, struct.error) as exc:
             self.close()
-            raise SourceError(f"{path}: not a readable Keras file ({_first_line(exc)})") from exc
+            raise SourceError(f"{path}: not a readable Keras file ({first_line(exc)})") from exc
         self._handles.append(root)
         if config is None and "model_config" in root.attrs:
             try:
@@ -426,7 +433,7 @@ class KerasFileSource(WeightSource):
             raise
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
             self.close()
-            raise SourceError(f"{path}: corrupt Keras weights ({_first_line(exc)})") from exc
+            raise SourceError(f"{path}: corrupt Keras weights ({first_line(exc)})") from exc
         self._refs = refs
 
     def _open_archive(self, path: Path) -> tuple[Any, Any]:
@@ -517,25 +524,6 @@ def is_keras_model(obj: Any) -> bool:
 
     keras = sys.modules.get("keras")
     return keras is not None and isinstance(obj, keras.layers.Layer)
-
-
-def _raising(origin: str, name: str) -> Callable[[], Array]:
-    def load() -> Array:
-        raise SourceError(f"{origin}: {name}: not model weights")
-
-    return load
-
-
-def _problem_ref(name: str, origin: str, reason: str) -> TensorRef:
-    def load() -> Array:
-        raise SourceError(f"{origin}: {name}: {reason}")
-
-    return TensorRef(name, (), "unknown", load, None, origin, problem=reason)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = ["KerasFileSource", "KerasModelSource", "is_keras_model"]

@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from alphahat._imports import require
 from alphahat.errors import SourceError
-from alphahat.sources.base import TensorRef, WeightSource
+from alphahat.sources.base import TensorRef, WeightSource, first_line, problem_ref
 
 Array = npt.NDArray[np.generic]
 
@@ -159,7 +159,7 @@ class OnnxSource(WeightSource):
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # protobuf raises DecodeError, RuntimeError, …
-            raise SourceError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from exc
+            raise SourceError(f"{path}: not a valid ONNX model ({first_line(exc)})") from exc
         graph = model.graph
         if not len(graph.initializer) and not len(graph.node):
             raise SourceError(f"{path}: not a valid ONNX model (empty graph)")
@@ -184,7 +184,7 @@ class OnnxSource(WeightSource):
             refs.append(self._ref(name, tensor, uses, existing, taken))
         for sparse in graph.sparse_initializer:
             reason = "sparse initializer: not supported"
-            refs.append(_problem_ref(sparse.values.name or "sparse", str(path), reason))
+            refs.append(problem_ref(sparse.values.name or "sparse", str(path), reason))
         self._refs = refs
 
     def _ref(
@@ -199,9 +199,9 @@ class OnnxSource(WeightSource):
         origin = str(self.path)
         dtype = _np_dtype(self._onnx, tensor.data_type)
         if any(d < 0 for d in dims):
-            return _problem_ref(name, origin, f"negative dimension in shape {list(dims)}")
+            return problem_ref(name, origin, f"negative dimension in shape {list(dims)}")
         if dtype is None:
-            return _problem_ref(name, origin, f"unknown ONNX data type {tensor.data_type}")
+            return problem_ref(name, origin, f"unknown ONNX data type {tensor.data_type}")
         problem = self._check_size(tensor, dims, dtype)
         role = _role(name, len(dims), uses)
         kind = role.kind if role else None
@@ -370,7 +370,7 @@ class OnnxSource(WeightSource):
             except SourceError:
                 raise
             except Exception as exc:
-                raise SourceError(f"{self.path}: initializer {name!r}: {_first_line(exc)}") from exc
+                raise SourceError(f"{self.path}: initializer {name!r}: {first_line(exc)}") from exc
             if values.shape != dims:
                 raise SourceError(
                     f"{self.path}: initializer {name!r} holds {values.shape}, declared {dims}"
@@ -399,15 +399,3 @@ def _transposed(load: Callable[[], Array]) -> Callable[[], Array]:
         return load().T
 
     return load_transposed
-
-
-def _problem_ref(name: str, origin: str, reason: str) -> TensorRef:
-    def load() -> Array:
-        raise SourceError(f"{origin}: {name}: {reason}")
-
-    return TensorRef(name, (), "unknown", load, None, origin, problem=reason)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

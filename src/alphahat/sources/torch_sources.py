@@ -10,7 +10,7 @@ from typing import Any
 from alphahat._imports import require
 from alphahat.errors import SourceError
 from alphahat.sources.arrays import MappingSource, mark_tied, ref_from_value
-from alphahat.sources.base import TensorRef, WeightSource, open_regular_file
+from alphahat.sources.base import TensorRef, WeightSource, first_line, open_regular_file
 
 #: module class name → layer kind; subclasses are matched through their MRO
 _MODULE_KINDS = {
@@ -102,7 +102,7 @@ def load_torch_file(path: Path, unsafe_load: bool = False) -> WeightSource:
         obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=True)
     except RuntimeError as exc:
         if "mmap" not in str(exc):
-            raise SourceError(f"{path}: not a readable PyTorch file ({_first_line(exc)})") from exc
+            raise SourceError(f"{path}: not a readable PyTorch file ({first_line(exc)})") from exc
         obj = _load_without_mmap(torch, path, unsafe_load)
     except Exception as exc:  # torch raises many types for bad pickles
         raise _load_error(path, exc, unsafe_load) from exc
@@ -129,11 +129,6 @@ def _load_without_mmap(torch: Any, path: Path, unsafe_load: bool) -> Any:
         raise _load_error(path, exc, unsafe_load) from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _load_error(path: Path, exc: BaseException, unsafe_load: bool) -> SourceError:
     text = str(exc)
     # torch wraps every unpickling error of a weights_only load; only a forbidden global
@@ -143,4 +138,4 @@ def _load_error(path: Path, exc: BaseException, unsafe_load: bool) -> SourceErro
             f"{path}: refused: loading it needs a full unpickle, which can run arbitrary code. "
             "If you trust this file, pass --unsafe-load (Python: unsafe_load=True)."
         )
-    return SourceError(f"{path}: not a readable PyTorch file ({_first_line(exc)})")
+    return SourceError(f"{path}: not a readable PyTorch file ({first_line(exc)})")
