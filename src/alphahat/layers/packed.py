@@ -154,6 +154,18 @@ def dequantize_packed(
     return ref
 
 
+def _input_groups(
+    g_idx: TensorRef | None, inp: int, group: int, groups: int
+) -> npt.NDArray[np.intp]:
+    """The scale group of each input: ``g_idx`` (act-order) if given, else i // ``group``."""
+    if g_idx is None:
+        return np.arange(inp) // group
+    index = np.asarray(g_idx.load(), dtype=np.intp).reshape(-1)
+    if index.min(initial=0) < 0 or index.max(initial=0) >= groups:
+        raise AlphahatError(f"{g_idx.name} names groups outside 0…{groups - 1}")
+    return index
+
+
 def _failed(ref: TensorRef, owner: str, reason: str) -> TensorRef:
     return replace(ref, name=f"{owner}.weight", problem=reason)
 
@@ -217,13 +229,7 @@ def _compressed_tensors(ref: TensorRef, owner: str, refs: dict[str, TensorRef]) 
         scales = np.asarray(scale.load(), dtype=np.float32).reshape(-1, groups)
         if scales.shape[0] == 1:
             scales = np.broadcast_to(scales, (out, groups))
-        columns = (
-            np.asarray(g_idx.load(), dtype=np.intp).reshape(-1)
-            if g_idx is not None
-            else np.arange(inp) // group
-        )
-        if columns.min(initial=0) < 0 or columns.max(initial=0) >= groups:
-            raise AlphahatError(f"{owner}.weight_g_idx names groups outside 0…{groups - 1}")
+        columns = _input_groups(g_idx, inp, group, groups)
         if zero is not None:
             raw = np.asarray(zero.load())
             zeros = (
@@ -359,13 +365,7 @@ def _gptq(ref: TensorRef, owner: str, refs: dict[str, TensorRef], zero_offset: i
         codes = unpack_bits(np.asarray(ref.load()).T, bits, inp).astype(np.float32)  # (out, in)
         zeros = unpack_bits(np.asarray(zero.load()), bits, out).astype(np.float32) + zero_offset
         scales = np.asarray(scale.load(), dtype=np.float32)
-        rows = (
-            np.asarray(g_idx.load(), dtype=np.intp).reshape(-1)
-            if g_idx is not None
-            else np.arange(inp) // group
-        )
-        if rows.min(initial=0) < 0 or rows.max(initial=0) >= groups:
-            raise AlphahatError(f"{owner}.g_idx names groups outside 0…{groups - 1}")
+        rows = _input_groups(g_idx, inp, group, groups)
         values: Array = np.multiply(codes - zeros[rows].T, scales[rows].T)
         return values
 
