@@ -23,8 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alphahat.errors import LayerError
-from alphahat.spectrum import singular_values
-from alphahat.spectrum.backends import gram_eigenvalues
+from alphahat.spectrum import layer_spectrum
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -54,13 +53,14 @@ def shuffle_entries(
 
 
 def _eigenvalues(matrix: npt.NDArray[np.generic], scale: float, *, exact: bool) -> FloatArray:
-    """λ = σ² of ``scale · matrix`` (either orientation), ascending."""
-    if not exact:
-        oriented = matrix.T if matrix.shape[0] < matrix.shape[1] else matrix
-        fast = gram_eigenvalues([oriented], scale)
-        if fast is not None:
-            return fast[0]
-    values: FloatArray = singular_values(matrix, scale)[::-1] ** 2
+    """λ = σ² of ``scale · matrix`` (either orientation), ascending.
+
+    The layer's own spectrum path, :func:`~alphahat.spectrum.layer_spectrum`: the guarded Gram
+    eigenvalues, or the SVD (``exact``, or when the guard refuses).
+    """
+    oriented = matrix.T if matrix.shape[0] < matrix.shape[1] else matrix
+    backend = "svd" if exact else "auto"
+    values: FloatArray = layer_spectrum([oriented], scale, backend=backend).eigenvalues
     return values
 
 
