@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import alphahat
-from alphahat.report.html import write_html_report
+from alphahat.html_report import write_html_report
 
 SHAPES = ((256, 128), (384, 128), (512, 256), (128, 128))
 

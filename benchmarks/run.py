@@ -161,16 +161,12 @@ def blas_threads() -> int:
 
 def analysed_matrices(path: Path, names: list[str] | None) -> list[tuple[list[Any], float]]:
     """The matrices alphahat analyses (as stored, float32), with their conv scale."""
-    from alphahat.analysis import _plan, make_options
-    from alphahat.layers import layer_matrices
-    from alphahat.sources import open_source
+    from alphahat.pipeline import AnalysisOptions, iter_layers
 
-    options = make_options(names)
-    out = []
-    for plan in _plan(open_source(path), options):
-        if plan.status == "analyse":
-            out.append((layer_matrices(plan.ref.load(), plan), plan.scale))
-    return out
+    return [
+        (list(layer.matrices), layer.plan.scale)
+        for layer in iter_layers(path, AnalysisOptions(layers=names))
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ pytest.importorskip("matplotlib")
 webdriver = pytest.importorskip("selenium.webdriver")
 
 import alphahat  # noqa: E402
-from alphahat.report.html import write_html_report  # noqa: E402
+from alphahat.html_report import write_html_report  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

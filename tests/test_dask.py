@@ -54,17 +54,17 @@ def test_a_task_for_a_path_carries_no_weights(tmp_path: Path) -> None:
     """What goes through the scheduler names the file and the layer; workers read the tensor."""
     import pickle
 
-    from alphahat.analysis import _plan, _portable_task, _run_layer, make_options
-    from alphahat.engine.tasks import SourceSpec
-    from alphahat.sources import open_source
+    from alphahat.pipeline import AnalysisOptions, plan_layers
+    from alphahat.run import _portable_task, run_layer_task
+    from alphahat.sources import SourceSpec, open_source
 
     path = write_model(tmp_path / "m.safetensors")
-    options = make_options()
+    options = AnalysisOptions()
     spec = SourceSpec.of(path)
-    plan = _plan(open_source(path), options)[4]
+    plan = plan_layers(open_source(path), options)[4]
     task = _portable_task(plan, options, spec)
-    assert task.plan is None and task.source == spec
+    assert task.plan is None and task.loaded is None and task.source == spec
     size = len(pickle.dumps(task))
     assert size < 4000 < plan.ref.numel * 4  # the tensor is 128 × 32 float32 = 16 KiB
-    metrics, _ = _run_layer(pickle.loads(pickle.dumps(task)))  # re-opens the file by itself
-    assert metrics["status"] == "fitted"
+    outcome = run_layer_task(pickle.loads(pickle.dumps(task)))  # re-opens the file by itself
+    assert outcome.row["status"] == "fitted" and outcome.result is None

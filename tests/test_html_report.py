@@ -16,12 +16,11 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import alphahat  # noqa: E402
+from alphahat.html_report import report_html, write_html_report  # noqa: E402
 from alphahat.report.html import (  # noqa: E402
     html_page,
-    report_html,
     select_diagnostic_layers,
     sortable_table,
-    write_html_report,
 )
 
 EXTERNAL = re.compile(r"""(?:src|href|action|poster|srcset)\s*=\s*["']?\s*(?:https?:)?//""", re.I)

@@ -491,7 +491,7 @@ def test_rendering_is_deterministic(minilm_small: Any) -> None:
 def test_plots_touch_no_global_matplotlib_state(tmp_path: Path) -> None:
     code = f"""
         import sys
-        import alphahat.plot, alphahat.report.html
+        import alphahat.plot, alphahat.report.html, alphahat.html_report
         assert "matplotlib" not in sys.modules, "import alphahat.plot imported matplotlib"
         import numpy as np
         import matplotlib

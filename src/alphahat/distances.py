@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alphahat.layers import LayerFilter, TensorPlan, layer_matrices, plan_tensors
+from alphahat.layers import LayerFilter, TensorPlan
 from alphahat.metrics.randomization import spectral_distance
+from alphahat.pipeline import AnalysisOptions, load_layer, plan_layers
 from alphahat.sources import open_source
 from alphahat.spectrum import layer_spectrum, singular_values
 
@@ -60,7 +61,7 @@ def _stored(values: np.ndarray) -> list[np.ndarray]:
 
 def _analysable(source: Any, layers: Sequence[str] | None) -> dict[str, TensorPlan]:
     layer_filter = LayerFilter(names=tuple(layers)) if layers else LayerFilter()
-    plans = plan_tensors(source.tensors(), layer_filter=layer_filter, min_evals=0)
+    plans = plan_layers(source, AnalysisOptions(layers=layer_filter, min_evals=0))
     return {p.ref.name: p for p in plans if p.status == "analyse"}
 
 
@@ -109,7 +110,9 @@ def distances(
                 )
                 rows.append(row)
                 continue
-            a, b = plan.ref.load(), other.ref.load()
+            first_layer, second_layer = load_layer(plan), load_layer(other)
+            a, b = np.asarray(first_layer.values), np.asarray(second_layer.values)
+            mats_a, mats_b = first_layer.matrices, second_layer.matrices
             row["delta_W"] = _frobenius(a, b)
             bias = name.removesuffix(".weight") + ".bias"
             if (
@@ -121,7 +124,6 @@ def distances(
                 row["b_shape"] = str(biases_a[bias].shape)
             else:
                 row["delta_b"], row["b_shape"] = 0.0, "unknown"
-            mats_a, mats_b = layer_matrices(a, plan), layer_matrices(b, other)
             row["euclidean"] = float(
                 np.mean([_frobenius(x, y) for x, y in zip(mats_a, mats_b, strict=True)])
             )

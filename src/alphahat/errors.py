@@ -17,3 +17,37 @@ class MissingDependencyError(AlphahatError, ImportError):
 
 class LayerError(AlphahatError):
     """One layer could not be analysed; the message says why (its row becomes ``failed``)."""
+
+
+class OptionError(AlphahatError, ValueError):
+    """An option has a value it cannot take; one message shape for every option.
+
+    ``str(error)`` is ``"{option} must be {requirement}; got {value!r}"``; :meth:`named`
+    gives the same sentence with another name for the option (the command line's flag).
+    Errors about a combination of options have no single ``requirement`` and keep their text.
+    """
+
+    def __init__(
+        self,
+        option: str,
+        requirement: str = "",
+        value: object = None,
+        *,
+        optional: bool = False,
+        message: str = "",
+    ) -> None:
+        self.option = option
+        self.requirement = requirement
+        self.value = value
+        self.optional = optional
+        either = "None or " if optional else ""
+        super().__init__(message or f"{option} must be {either}{requirement}; got {value!r}")
+
+    def named(self, name: str) -> str:
+        """The message with the option called ``name`` (e.g. ``--min-evals``).
+
+        (A flag is never None, so the "None or" of an optional option is left out.)
+        """
+        if not self.requirement:
+            return str(self)
+        return f"{name} must be {self.requirement}; got {self.value!r}"

@@ -10,6 +10,10 @@ For every analysable weight, the number k of components comes from the layer's p
 * ``"sharpen"``: k = correlation traps (spikes of the element-shuffled ESD, seeded), and those
   top components are *removed* instead of kept (the reference's ``SVDSharpness``).
 
+Each count is the column of the layer's row that ``analyze`` reports (the layer is analysed by
+the same per-layer core, :func:`alphahat.pipeline.analyse_layer`, with the option that makes
+the column), so smoothing and the analysis never disagree on a layer.
+
 Each N × M matrix (each conv kernel slice, with k spread as ⌈k / slices⌉ per slice, as the
 reference does) is replaced by U_k Σ_k V_kᵀ, its best rank-k approximation, from an exact SVD in
 float64 (the reference uses a randomized truncated SVD); ``"sharpen"`` gives W − U_k Σ_k V_kᵀ.
@@ -30,14 +34,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from alphahat.fit import fit_power_law
-from alphahat.fit.marchenko_pastur import fit_marchenko_pastur
-from alphahat.layers import LayerFilter, TensorPlan, layer_matrices, plan_tensors
-from alphahat.metrics import DEFAULT_EVALS_THRESHOLD, fit_sample, vet_fit
-from alphahat.metrics.detx import detx_condition
+from alphahat.layers import LayerFilter
+from alphahat.pipeline import (
+    LAYER_ERRORS,
+    AnalysisOptions,
+    LoadedLayer,
+    analyse_loaded,
+    load_layer,
+    plan_layers,
+)
 from alphahat.sources import open_source
-from alphahat.spectrum import layer_spectrum
-from alphahat.spectrum.randomize import layer_randomized_spectrum
 
 SmoothingMethod = Literal["svd", "detX", "mp_spikes", "pl_spikes", "sharpen"]
 SMOOTHING_METHODS: tuple[str, ...] = ("svd", "detX", "mp_spikes", "pl_spikes", "sharpen")
@@ -66,31 +72,31 @@ class Smoothed:
         write_atomic(Path(path), save(arrays))
 
 
+#: The column of the layer's analysis row that gives k, and the option that computes it.
+_COUNT_COLUMNS = {
+    "detX": ("detX_num", "detX"),
+    "mp_spikes": ("num_spikes", "mp_fit"),
+    "pl_spikes": ("num_pl_spikes", None),
+    "sharpen": ("num_traps", "randomize"),
+}
+
+
 def _component_count(
-    method: str, plan: TensorPlan, matrices: Sequence[Any], values: Any, percent: float, seed: int
+    method: str, layer: LoadedLayer, percent: float, options: AnalysisOptions
 ) -> int:
-    evals = layer_spectrum(matrices, plan.scale).eigenvalues
+    """K for one layer: from ``percent``, or the column of the layer's own analysis row.
+
+    The analysis is :func:`alphahat.pipeline.analyse_layer` with the option that computes the
+    column, so k is the ``detX_num``, ``num_spikes``, ``num_pl_spikes`` or ``num_traps`` that
+    ``analyze`` reports for the layer (same sample, checks, seed and shuffles).
+    """
+    plan = layer.plan
     if method == "svd":
         return int(percent * plan.M * plan.num_matrices)
-    if method == "detX":
-        return detx_condition(evals).num
-    if method == "pl_spikes":
-        # the sample and the checks of analyze, so k is its num_pl_spikes
-        threshold = DEFAULT_EVALS_THRESHOLD
-        fit = fit_power_law(fit_sample(evals, plan.N, threshold))
-        fit = vet_fit(fit, evals, plan.N, threshold)
-        return int(np.count_nonzero(evals >= fit.xmin)) if fit.fitted else 0
-    if method == "mp_spikes":
-        mp = fit_marchenko_pastur(evals, N=plan.N, M=plan.M)
-        return mp.num_spikes if mp.fitted else 0
-    shuffled = layer_randomized_spectrum(
-        values, matrices, plan.scale, seed=seed, name=plan.ref.name
-    )
-    mp = fit_marchenko_pastur(shuffled.eigenvalues, N=plan.N, M=plan.M)
-    if not mp.fitted:
-        return 0
-    pooled = int(np.count_nonzero(shuffled.eigenvalues > mp.spike_edge))
-    return int(round(pooled / len(shuffled.replicas)))
+    column, flag = _COUNT_COLUMNS[method]
+    result = analyse_loaded(layer, options.replace(**{flag: True}) if flag else options)
+    value = result.row.get(column)  # None (or 0) where the fit it needs failed
+    return int(value) if value is not None else 0
 
 
 def low_rank(matrix: npt.ArrayLike, k: int, *, remove: bool = False) -> npt.NDArray[np.float64]:
@@ -130,34 +136,31 @@ def svd_smoothing(
     weights: dict[str, npt.NDArray[np.generic]] = {}
     rows = []
     layer_filter = LayerFilter(names=tuple(layers)) if layers else LayerFilter()
+    options = AnalysisOptions(layers=layer_filter, min_evals=0, seed=seed)
     with open_source(model, unsafe_load=unsafe_load) as source:
-        refs = {r.name: r for r in source.tensors()}
-        plans = {
-            p.ref.name: p
-            for p in plan_tensors(refs.values(), layer_filter=layer_filter, min_evals=0)
-            if p.status == "analyse"
-        }
-        for name, ref in refs.items():
+        plans = {p.ref.name: p for p in plan_layers(source, options) if p.status == "analyse"}
+        for ref in source.tensors():
             if ref.skip_reason is not None or ref.problem is not None:
                 continue
-            values = np.asarray(ref.load())
-            plan = plans.get(name)
+            plan = plans.get(ref.name)
             if plan is None:
-                weights[name] = values
+                weights[ref.name] = np.asarray(ref.load())
                 continue
-            matrices = layer_matrices(values, plan)
-            row = {"name": name, "method": method, "num_matrices": plan.num_matrices}
+            layer = load_layer(plan)
+            values = np.asarray(layer.values)
+            row = {"name": ref.name, "method": method, "num_matrices": plan.num_matrices}
             try:
-                count = _component_count(method, plan, matrices, values, percent, seed)
+                count = _component_count(method, layer, percent, options)
                 per_matrix = math.ceil(count / plan.num_matrices)
                 smoothed = _rebuild(values, per_matrix, remove=method == "sharpen")
-                weights[name] = smoothed.astype(_output_dtype(values.dtype))
+                weights[ref.name] = smoothed.astype(_output_dtype(values.dtype))
                 row.update(num_components=count, per_matrix=per_matrix, status="smoothed")
                 row["reason"] = ""
-            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-                weights[name] = values
+            except LAYER_ERRORS as exc:
+                weights[ref.name] = values
                 row.update(num_components=None, per_matrix=None, status="failed")
                 row["reason"] = str(exc) or type(exc).__name__
+            del layer
             rows.append(row)
     columns = ["name", "method", "num_components", "per_matrix", "num_matrices", "status", "reason"]
     return Smoothed(weights, pd.DataFrame(rows, columns=columns))

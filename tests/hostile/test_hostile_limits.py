@@ -11,9 +11,9 @@ import pytest
 from hostile_inputs import good_matrix, write_safetensors
 
 import alphahat
-from alphahat.analysis import _analyse_layer, make_options
 from alphahat.layers import plan_tensors
 from alphahat.layers.limits import estimated_peak_bytes, parse_byte_size
+from alphahat.pipeline import AnalysisOptions, analyse_loaded, load_layer
 from alphahat.sources import open_source
 from alphahat.sources.base import TensorRef, WeightSource
 
@@ -144,7 +144,7 @@ def test_memory_estimate_bounds_the_measured_peak(tmp_path, shape, dtype):
         estimate = estimated_peak_bytes(plan.ref, plan.N, plan.M, plan.num_matrices)
         tracemalloc.start()
         try:
-            _analyse_layer(plan, make_options(min_evals=0))
+            analyse_loaded(load_layer(plan), AnalysisOptions(min_evals=0))
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()

@@ -136,7 +136,7 @@ def test_cli_hostile_input_is_one_line_exit_2(tmp_path, build):
     if build == "newline_name":
         assert "\\n" in line and "\\x1b" in line  # escaped, not interpreted
     if build == "bad_max_memory":
-        assert "max_memory" in line
+        assert "--max-memory" in line
 
 
 def test_cli_table_shows_hostile_tensor_names_as_text(tmp_path):

@@ -96,7 +96,7 @@ def compare(
         ManifestError: the manifest is missing or invalid (every problem, with its line).
         ValueError: an option is invalid.
     """
-    from alphahat.analysis import make_options
+    from alphahat.pipeline import AnalysisOptions
 
     if isinstance(metrics, str) or not metrics:
         raise ValueError(f"metrics must be a non-empty list of metric names; got {metrics!r}")
@@ -108,7 +108,7 @@ def compare(
         )
     if "keep_eigenvalues" in analysis_options:
         raise ValueError("keep_eigenvalues is not an option of compare (reports are cached)")
-    options = make_options(**analysis_options)
+    options = AnalysisOptions(**analysis_options)
     table = read_manifest(manifest, scale=accuracy_scale)
     cache = None
     if use_cache:

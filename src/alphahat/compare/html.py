@@ -1,7 +1,7 @@
 """The comparison as HTML: a section for any page, and a self-contained page.
 
 Uses the page shell and sortable tables of :mod:`alphahat.report.html`; figures are inline
-``data:`` PNGs, so nothing is fetched from the network.
+``data:`` PNGs (:func:`alphahat.plot.figure_data_uri`), so nothing is fetched from the network.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ HTML_TREND_COLUMNS = (
 
 def comparison_section(comparison: Comparison, *, figures: bool = True) -> str:
     """HTML of the comparison: paradox verdicts, trends, models, and (optionally) figures."""
-    from alphahat.report.html import figure_png_data_uri, sortable_table
+    from alphahat.plot import figure_data_uri
+    from alphahat.report.html import sortable_table
 
     parts = ['<section class="alphahat-compare">', "<h2>Model comparison</h2>"]
     usable = len(comparison.reports)
@@ -64,7 +65,7 @@ def comparison_section(comparison: Comparison, *, figures: bool = True) -> str:
             (alpha_by_group_plot(comparison), "layer alpha by group"),
         ):
             parts.append(
-                f'<figure><img src="{figure_png_data_uri(fig)}" alt="{html.escape(alt)}">'
+                f'<figure><img src="{figure_data_uri(fig)}" alt="{html.escape(alt)}">'
                 f"<figcaption>{html.escape(alt)}</figcaption></figure>"
             )
         parts.append("</div>")

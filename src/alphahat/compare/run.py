@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from alphahat.analysis import AnalysisOptions, run_analysis
 from alphahat.compare.cache import ReportCache, cache_key
 from alphahat.compare.manifest import Manifest, ManifestRow
 from alphahat.errors import AlphahatError
+from alphahat.pipeline import AnalysisOptions
 from alphahat.report import Report
-from alphahat.sources import file_sha256, open_source
+from alphahat.run import run_analysis
+from alphahat.sources import WeightSource, file_sha256, open_source
 from alphahat.sources.safetensors_files import INDEX_SUFFIX
 
 ModelStatus = Literal["analysed", "cached", "failed", "missing"]
@@ -40,12 +41,11 @@ class ModelResult:
         return self.report is not None and self.status in ("analysed", "cached")
 
 
-def _source_files(path: Path, unsafe_load: bool) -> tuple[Path, ...]:
-    """The files a model's analysis reads (a plain file without opening it)."""
+def _key_files(path: Path, source: WeightSource) -> tuple[Path, ...]:
+    """The files a model's cache key covers: what its source reads (plus a folder's index)."""
+    files = tuple(Path(f) for f in source.files)
     if path.is_file():
-        return (path,)
-    with open_source(path, unsafe_load=unsafe_load) as source:
-        files = tuple(source.files)
+        return files or (path,)
     return (*files, *sorted(path.glob(f"*{INDEX_SUFFIX}")))
 
 
@@ -56,20 +56,23 @@ def analyse_model(
     cache: ReportCache | None = None,
     unsafe_load: bool = False,
 ) -> ModelResult:
-    """Analyse (or load from ``cache``) the model of one manifest row; never raises for it."""
+    """Analyse (or load from ``cache``) the model of one manifest row; never raises for it.
+
+    The model is opened once (headers): its files are hashed once for the cache key, and on a
+    miss the same open source is analysed, the key's digests serving as the provenance's.
+    """
     if not row.path.exists():
         return ModelResult(row, "missing", reason=f"{row.where}: {row.path}: no such file")
     try:
-        key = None
-        digests: dict[str, str] = {}
-        if cache is not None:
-            # each file is read once for hashing: the key's digests serve the provenance too
-            digests = {str(p): file_sha256(p) for p in _source_files(row.path, unsafe_load)}
-            key = cache_key(row.path, [Path(p) for p in digests], options.as_dict(), digests)
-            cached = cache.load(key)
-            if cached is not None:
-                return _checked(row, "cached", cached)
         with open_source(row.path, unsafe_load=unsafe_load) as source:
+            key = None
+            digests: dict[str, str] = {}
+            if cache is not None:
+                digests = {str(p): file_sha256(p) for p in _key_files(row.path, source)}
+                key = cache_key(row.path, [Path(p) for p in digests], options.as_dict(), digests)
+                cached = cache.load(key)
+                if cached is not None:
+                    return _checked(row, "cached", cached)
             report = run_analysis(source, options, file_hashes=digests)
         if cache is not None and key is not None:
             cache.store(key, report)

@@ -9,11 +9,13 @@ among ``.weight`` keys, from 1); other inputs use alphahat's ids and names.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import logging
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from alphahat._imports import loaded
+from alphahat.pipeline.options import reference_options
 
 logger = logging.getLogger("alphahat.compat")
 
@@ -32,11 +35,28 @@ _TYPE_OF_KIND = {
     "conv2d": "conv2d",
 }
 _REFERENCE_TYPES = ("dense", "conv1d", "conv2d", "embedding", "norm")
-#: Reference defaults that differ from alphahat's.
-DEFAULT_MAX_EVALS = 15000
+#: The reference tool's keywords that are no alphahat option (this class applies them), with
+#: the reference tool's defaults. Its other keywords are options of the option table
+#: (``OptionSpec.reference``), whose rows give their reference defaults and spellings.
 DEFAULT_MAX_N = 50000
-DEFAULT_MIN_EVALS = 8
 WEAK_RANK_LOSS_TOLERANCE = 1e-6
+_ANALYZE_ONLY = {
+    "min_size": None,
+    "max_size": None,
+    "max_N": DEFAULT_MAX_N,
+    "ww2x": False,
+    "conv2d_fft": False,
+    "ERG": False,
+    "tolerance": WEAK_RANK_LOSS_TOLERANCE,
+    "start_ids": 0,
+    "seed": 0,  # an alphahat extra: the reference tool's randomize is unseeded
+}
+_DESCRIBE_ONLY = {
+    k: _ANALYZE_ONLY[k]
+    for k in ("min_size", "max_size", "max_N", "ww2x", "conv2d_fft", "start_ids")
+}
+#: Options of the table the reference tool's describe() takes.
+_DESCRIBE_OPTIONS = ("min_evals", "max_evals", "pool", "fft", "conv_scale")
 #: Options accepted for compatibility and ignored (they only affect plots or speed).
 _IGNORED = ("plot", "savefig", "svd_method", "channels", "deltas", "sparsify", "pl_package")
 _NOT_SUPPORTED = ("intra", "stacked", "peft", "inverse", "base_model", "glorot_fix")
@@ -228,52 +248,49 @@ class WeightWatcher:
 
     # ------------------------------------------------------------------ analyze / describe
 
-    def analyze(
-        self,
-        model: Any = None,
-        layers: Any = None,
-        min_evals: int = DEFAULT_MIN_EVALS,
-        max_evals: int | None = DEFAULT_MAX_EVALS,
-        min_size: Any = None,
-        max_size: Any = None,
-        max_N: int = DEFAULT_MAX_N,
-        randomize: bool = False,
-        mp_fit: bool = False,
-        conv2d_norm: bool = True,
-        ww2x: bool = False,
-        pool: bool = True,
-        conv2d_fft: bool = False,
-        fft: bool = False,
-        vectors: bool = False,
-        fix_fingers: str | bool | None = False,
-        xmin_max: float | None = None,
-        max_fingers: int = 10,
-        finger_thresh: float = 1.0,
-        fit: str = "PL",
-        detX: bool = False,
-        ERG: bool = False,
-        tolerance: float = WEAK_RANK_LOSS_TOLERANCE,
-        start_ids: int = 0,
-        xmax: int | str | None = None,
-        seed: int = 0,
-        **ignored: Any,
-    ) -> pd.DataFrame:
+    @staticmethod
+    def _reference_options(
+        given: dict[str, Any], only: Mapping[str, Any], names: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Our option values (and the reference-only ones) from the reference tool's keywords.
+
+        Each option of the table with a reference name takes the keyword of that name (or the
+        reference tool's default) in our spelling; ``given`` is left with the keywords that are
+        neither, which :meth:`_check_ignored` then judges.
+        """
+        out: dict[str, Any] = {}
+        for spec in reference_options():
+            if spec.name == "layers" or (names is not None and spec.name not in names):
+                continue
+            out[spec.name] = spec.from_reference(given.pop(spec.reference, spec.reference_value))
+        for name, value in only.items():
+            out[name] = given.pop(name, value)
+        return out
+
+    def analyze(self, model: Any = None, layers: Any = None, **options: Any) -> pd.DataFrame:
         """The reference tool's ``analyze``: one row per layer with its column names.
 
-        Extra: ``seed`` (the reference tool's ``randomize`` is unseeded). Plot options are
-        accepted and ignored; see docs/coming-from-weightwatcher.md for every option.
+        Keywords are the reference tool's (weightwatcher 0.7.7), with its defaults: those of
+        alphahat's options are mapped through the option table (``OptionSpec.reference``);
+        ``min_size``, ``max_size``, ``max_N``, ``ww2x``, ``conv2d_fft``, ``ERG``, ``tolerance``
+        and ``start_ids`` are applied here. Extra: ``seed`` (the reference tool's
+        ``randomize`` is unseeded). Plot options are accepted and ignored; see
+        docs/coming-from-weightwatcher.md for every option.
         """
         from alphahat.analysis import analyze
 
-        self._check_ignored(ignored)
+        values = self._reference_options(options, _ANALYZE_ONLY)
+        self._check_ignored(options)
         model = self._model(model)
-        if ww2x:
-            pool = False
-        fft = bool(fft or conv2d_fft)
-        fit_kind = {"PL": "PL", "power_law": "PL", "TPL": "TPL"}.get(fit, fit)
-        if fit == "truncated_power_law":
-            fit_kind = "TPL"
-        xmax_clip = None if xmax in (None, False, "force") else xmax
+        ww2x, conv2d_fft, erg = values.pop("ww2x"), values.pop("conv2d_fft"), values.pop("ERG")
+        pool = values.pop("pool") and not ww2x
+        values["fft"] = bool(values["fft"] or conv2d_fft)
+        values["detX"] = bool(values["detX"] or erg)
+        min_evals, max_evals = values.pop("min_evals"), values.pop("max_evals")
+        max_N, start_ids = values.pop("max_N"), values.pop("start_ids")  # noqa: N806
+        tolerance = values.pop("tolerance")
+        for unused in ("min_size", "max_size"):
+            values.pop(unused)
         chosen, reference = self._plan(
             model,
             layers=layers,
@@ -282,31 +299,14 @@ class WeightWatcher:
             max_N=max_N,
             pool=pool,
             start_ids=start_ids,
-            conv_scale="reference" if conv2d_norm else "none",
+            conv_scale=values["conv_scale"],
         )
         names = chosen["name"].tolist()
         if not names:
             self.details = pd.DataFrame(columns=["layer_id", "name"])
             return self.details
         report = analyze(
-            model,
-            layers=names,
-            min_evals=0,
-            conv_scale="reference" if conv2d_norm else "none",
-            keep_eigenvalues=True,
-            fit=fit_kind,
-            fix_fingers=fix_fingers or None,
-            xmin_max=xmin_max,
-            max_fingers=max_fingers,
-            finger_thresh=finger_thresh,
-            xmax=xmax_clip,
-            mp_fit=mp_fit,
-            randomize=randomize,
-            seed=seed,
-            detX=bool(detX or ERG),
-            vectors=vectors,
-            pool=pool,
-            fft=fft,
+            model, layers=names, min_evals=0, keep_eigenvalues=True, pool=pool, **values
         )
         rows = []
         records: list[dict[str, Any]] = report.details.to_dict("records")  # type: ignore[assignment]
@@ -381,34 +381,24 @@ class WeightWatcher:
             out["detX_val_unrescaled"] = float(row["detX_val"]) * n / norm if norm else math.nan
         return out
 
-    def describe(
-        self,
-        model: Any = None,
-        layers: Any = None,
-        min_evals: int = DEFAULT_MIN_EVALS,
-        max_evals: int | None = DEFAULT_MAX_EVALS,
-        min_size: Any = None,
-        max_size: Any = None,
-        max_N: int = DEFAULT_MAX_N,
-        ww2x: bool = False,
-        pool: bool = True,
-        conv2d_norm: bool = True,
-        start_ids: int = 0,
-        **ignored: Any,
-    ) -> pd.DataFrame:
-        """The reference tool's ``describe``: the layers ``analyze`` would analyse."""
-        self._check_ignored(ignored)
+    def describe(self, model: Any = None, layers: Any = None, **options: Any) -> pd.DataFrame:
+        """The reference tool's ``describe``: the layers ``analyze`` would analyse.
+
+        Keywords and defaults are the reference tool's (see :meth:`analyze`).
+        """
+        values = self._reference_options(options, _DESCRIBE_ONLY, _DESCRIBE_OPTIONS)
+        self._check_ignored(options)
         model = self._model(model)
-        pool = pool and not ww2x
+        pool = values["pool"] and not values["ww2x"]
         chosen, reference = self._plan(
             model,
             layers=layers,
-            min_evals=min_evals,
-            max_evals=max_evals,
-            max_N=max_N,
+            min_evals=values["min_evals"],
+            max_evals=values["max_evals"],
+            max_N=values["max_N"],
             pool=pool,
-            start_ids=start_ids,
-            conv_scale="reference" if conv2d_norm else "none",
+            start_ids=values["start_ids"],
+            conv_scale=values["conv_scale"],
         )
         rows = []
         records: list[dict[str, Any]] = chosen.to_dict("records")  # type: ignore[assignment]
@@ -472,30 +462,28 @@ class WeightWatcher:
             raise ValueError(f"no analysable layer {layer!r} in this model")
         return f"{match.iloc[0]['longname']}.weight"
 
-    def get_ESD(
+    def get_ESD(  # noqa: N802 (the reference tool's name)
         self, model: Any = None, layer: Any = None, random: bool = False, seed: int = 0, **_: Any
     ) -> np.ndarray:
         """The eigenvalues of one layer (by reference id or name), or of its shuffled W."""
-        from alphahat.layers import LayerFilter, layer_matrices, plan_tensors
-        from alphahat.sources import open_source
+        from alphahat.layers import LayerFilter
+        from alphahat.pipeline import AnalysisOptions, iter_layers
         from alphahat.spectrum import layer_spectrum
         from alphahat.spectrum.randomize import layer_randomized_spectrum
 
         model = self._model(model)
         tensor = self._tensor_name(model, layer)
-        with open_source(model) as source:
-            plans = plan_tensors(
-                source.tensors(), layer_filter=LayerFilter(names=(tensor,)), min_evals=0
-            )
-            plan = next(p for p in plans if p.ref.name == tensor and p.status == "analyse")
-            values = plan.ref.load()
-            matrices = layer_matrices(values, plan)
-            if not random:
-                return layer_spectrum(matrices, plan.scale).eigenvalues
-            shuffled = layer_randomized_spectrum(
-                values, matrices, plan.scale, seed=seed, name=tensor
-            )
-            return np.asarray(shuffled.eigenvalues)
+        options = AnalysisOptions(layers=LayerFilter(names=(tensor,)), min_evals=0)
+        with contextlib.closing(iter_layers(model, options)) as layers:
+            found = next((item for item in layers if item.name == tensor), None)
+        if found is None or found.values is None:
+            raise ValueError(f"layer {layer!r} cannot be read: {found.error if found else tensor}")
+        if not random:
+            return layer_spectrum(list(found.matrices), found.plan.scale).eigenvalues
+        shuffled = layer_randomized_spectrum(
+            found.values, found.matrices, found.plan.scale, seed=seed, name=tensor
+        )
+        return np.asarray(shuffled.eigenvalues)
 
     # ------------------------------------------------------------------ distances, smoothing
 
@@ -599,6 +587,31 @@ class WeightWatcher:
             ]
         result = svd_smoothing(model, method=method, percent=percent, layers=names)  # type: ignore[arg-type]
         return _with_weights(model, result.weights)
+
+
+def _reference_signature(
+    method: Any, only: Mapping[str, Any], names: Sequence[str] | None = None
+) -> inspect.Signature:
+    """``self, model, layers`` and the reference tool's keywords with its defaults (for help)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+        inspect.Parameter("layers", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+    ]
+    for spec in reference_options():
+        if spec.name != "layers" and (names is None or spec.name in names):
+            params.append(inspect.Parameter(spec.reference, keyword, default=spec.reference_value))
+    params += [inspect.Parameter(name, keyword, default=value) for name, value in only.items()]
+    return inspect.signature(method).replace(parameters=params)
+
+
+WeightWatcher.analyze.__signature__ = _reference_signature(  # type: ignore[attr-defined]
+    WeightWatcher.analyze, _ANALYZE_ONLY
+)
+WeightWatcher.describe.__signature__ = _reference_signature(  # type: ignore[attr-defined]
+    WeightWatcher.describe, _DESCRIBE_ONLY, _DESCRIBE_OPTIONS
+)
 
 
 def _with_weights(model: Any, weights: Mapping[str, np.ndarray]) -> Any:

@@ -380,3 +380,54 @@ class DaskExecutor:
         return TaskFailure(
             f"failed on the Dask cluster: {type(exc).__name__}: {exc}", transient=transient
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# choosing one
+
+
+def _noop() -> None:
+    pass
+
+
+def make_executor(
+    *,
+    workers: int = 1,
+    scheduler: Any = None,
+    timeout: float | None = None,
+    threads: int | None = None,
+    preload: Sequence[str] = (),
+) -> tuple[Executor, Callable[[], None], str]:
+    """The executor for these settings, a function to call when done with it, and its name.
+
+    ``scheduler``: a Dask scheduler address (``tcp://host:port``, connected here and closed by
+    the returned function) or a ``dask.distributed.Client``. Else ``workers`` > 1 or a
+    ``timeout`` (which needs a process it can stop) give a :class:`ProcessExecutor` with
+    ``threads`` BLAS threads per worker; otherwise a :class:`SerialExecutor`.
+    """
+    if scheduler is not None:
+        if isinstance(scheduler, str):
+            from alphahat._imports import require
+
+            distributed = require("distributed", "running on a Dask cluster (--scheduler)")
+            try:
+                client = distributed.Client(scheduler, timeout="30s")
+            except (OSError, TimeoutError) as exc:
+                raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+            return DaskExecutor(client), client.close, f"dask {scheduler}"
+        return DaskExecutor(scheduler), _noop, "dask client"
+    if workers > 1 or timeout is not None:
+        pool = ProcessExecutor(workers, threads=threads, timeout=timeout, preload=preload)
+        return pool, _noop, f"{pool.workers} processes × {pool.threads} BLAS threads"
+    return SerialExecutor(), _noop, "serial"
+
+
+def blas_limit(threads: int | None) -> Any:
+    """A context manager capping BLAS threads in this process (restored afterwards)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)

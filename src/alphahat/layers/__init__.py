@@ -213,7 +213,7 @@ def plan_tensors(
     refs: Iterable[TensorRef],
     *,
     layer_filter: LayerFilter | None = None,
-    min_evals: int = 8,
+    min_evals: int = 0,
     max_evals: int | None = None,
     conv_scale: ConvScale = "reference",
     split_fused: bool = False,
@@ -223,7 +223,9 @@ def plan_tensors(
 ) -> Iterator[TensorPlan]:
     """A :class:`TensorPlan` for every matrix-to-be, in model order (natural name order).
 
-    Layer ids count the tensors (and tensor parts) with ≥ 2 dims. ``split_fused`` splits fused
+    Layer ids count the tensors (and tensor parts) with ≥ 2 dims. ``min_evals`` and
+    ``max_evals`` bound the eigenvalues of a layer (0 and None: no bound; an analysis passes
+    its options, :func:`alphahat.pipeline.plan_layers`). ``split_fused`` splits fused
     q/k/v projections (``fused_heads``: head count of per-head interleaved ones). A layer over
     ``limits`` (:mod:`alphahat.layers.limits`) is skipped with the reason, never loaded.
     ``model_config``: the checkpoint's ``config.json`` (quantization conventions).

@@ -11,7 +11,7 @@ pooled eigenvalues of a layer (W as stored, not divided by N):
 * ``stable_rank`` = Σλ / λ_max
 * ``matrix_rank`` = #{σᵢ > σ_max · N · ε} (NumPy's default tolerance), σᵢ = √λᵢ
 * ``entropy`` = −Σ pᵢ ln pᵢ / ln(rank), pᵢ = λᵢ / Σλ over λᵢ > 0 (0 for rank ≤ 1)
-* ``num_pl_spikes`` = #{λᵢ ≥ x_min}
+* ``num_pl_spikes`` = #{λᵢ ≥ x_min}, as the layer's fit counts it (:mod:`alphahat.fit.esd`)
 * ``warning``: ``over-trained`` if α < 2, ``under-trained`` if α > 6, only for fitted layers.
 
 Undefined values are NaN, never ±∞ or −1.
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from alphahat.fit import FitStatus, PowerLawFit
+from alphahat.fit import PowerLawFit
+from alphahat.fit.esd import LayerFit, fit_sample, fit_threshold, noise_floor, vet_fit
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -122,83 +123,6 @@ def log_alpha_norm(eigenvalues: FloatArray, alpha: float) -> float:
     return _log_sum_exp(alpha * np.log(positive)) / _LN10
 
 
-#: The tail of a fit must span more than this many ulps of λ_max per matrix dimension.
-_RESOLUTION_ULPS = 4.0
-
-
-#: The reference tool's absolute cut: eigenvalues ≤ 1e-5 are left out of the power-law fit.
-DEFAULT_EVALS_THRESHOLD = 1e-5
-
-
-def noise_floor(eigenvalues: FloatArray, N: int) -> float:
-    """λ_max · (N · ε)²: eigenvalues at or below it are rounding noise of the SVD.
-
-    They belong to singular values σ ≤ σ_max · N · ε, NumPy's ``matrix_rank`` tolerance (a
-    rank-deficient matrix has such values instead of exact zeros).
-    """
-    if eigenvalues.size == 0:
-        return 0.0
-    return float(eigenvalues.max()) * (N * float(np.finfo(np.float64).eps)) ** 2
-
-
-def fit_threshold(eigenvalues: FloatArray, N: int, threshold: float) -> float:
-    """The cut of :func:`fit_sample`: max(``threshold``, :func:`noise_floor`).
-
-    The threshold is the reference tool's absolute cut (1e-5 by default); the noise floor
-    keeps the rounding noise of a rank-deficient matrix out of the fit when the weights are so
-    large that this noise exceeds the threshold. Figures pass it as their ``evals_threshold``
-    to draw the sample a layer's row was fitted on.
-    """
-    return max(float(threshold), noise_floor(np.asarray(eigenvalues, dtype=np.float64), N))
-
-
-def fit_sample(eigenvalues: FloatArray, N: int, threshold: float) -> FloatArray:
-    """The eigenvalues the power-law fit sees: λ > :func:`fit_threshold`."""
-    evals = np.asarray(eigenvalues, dtype=np.float64)
-    return evals[evals > fit_threshold(evals, N, threshold)]
-
-
-def vet_fit(fit: PowerLawFit, eigenvalues: FloatArray, N: int, threshold: float) -> PowerLawFit:
-    """``fit``, or a failed copy of it when its numbers would not mean anything.
-
-    * The tail λ ≥ x_min spans no more than the rounding error of the eigenvalues
-      (λ_max − x_min ≤ 4 · N · ε · λ_max, e.g. an orthogonal matrix, all σ = 1): the MLE
-      α = 1 + n / Σ ln(λ/x_min) would be a huge number made of rounding noise. Status
-      ``constant``.
-    * Too few points: the reason says how many eigenvalues passed the threshold and the
-      noise floor of :func:`fit_sample`.
-    """
-    evals = np.asarray(eigenvalues, dtype=np.float64)
-    if fit.status is FitStatus.TOO_FEW_POINTS:
-        kept = fit_sample(evals, N, threshold).size
-        return replace(
-            fit,
-            reason=f"{fit.reason} ({kept} of {evals.size} eigenvalues are > evals_threshold="
-            f"{threshold:g} and above the numerical noise floor)",
-        )
-    if not fit.fitted or evals.size == 0:
-        return fit
-    lambda_max = float(evals.max())
-    spread = lambda_max - fit.xmin
-    resolution = _RESOLUTION_ULPS * N * float(np.finfo(np.float64).eps) * lambda_max
-    if spread > resolution:
-        return fit
-    nan = float("nan")
-    return replace(
-        fit,
-        alpha=nan,
-        xmin=nan,
-        D=nan,
-        sigma=nan,
-        n_tail=0,
-        status=FitStatus.CONSTANT,
-        reason=(
-            f"the tail λ ≥ x_min is constant within rounding error (λ_max − x_min = "
-            f"{spread:.3g} ≤ {resolution:.3g}): no power law to fit"
-        ),
-    )
-
-
 def training_warning(alpha: float, fitted: bool) -> str:
     """``over-trained`` (α < 2), ``under-trained`` (α > 6) or empty; empty for failed fits."""
     if not fitted or not math.isfinite(alpha):
@@ -210,19 +134,28 @@ def training_warning(alpha: float, fitted: bool) -> str:
     return ""
 
 
-def layer_metrics(eigenvalues: FloatArray, N: int, fit: PowerLawFit) -> dict[str, object]:
-    """The metric columns of one layer's row (fit columns NaN when the fit failed)."""
+def layer_metrics(
+    eigenvalues: FloatArray, N: int, fit: LayerFit | PowerLawFit
+) -> dict[str, object]:
+    """The metric columns of one layer's row (fit columns NaN when the fit failed).
+
+    ``fit`` is the layer's :class:`~alphahat.fit.esd.LayerFit` (its α, x_min, x_max, D, σ and
+    ``num_pl_spikes`` are read, never recomputed), or a plain power-law fit of
+    ``eigenvalues``, whose tail is then #{λ ≥ x_min}.
+    """
+    if isinstance(fit, PowerLawFit):
+        fit = LayerFit.of(fit, eigenvalues)
     norms = norm_metrics(eigenvalues, N)
     fitted = fit.fitted
     alpha = fit.alpha if fitted else NAN
     return {
         "alpha": alpha,
         "alpha_weighted": alpha * norms.log_spectral_norm if fitted else NAN,
-        "D": fit.D if fitted else NAN,
-        "sigma": fit.sigma if fitted else NAN,
-        "xmin": fit.xmin if fitted else NAN,
-        "xmax": fit.xmax if fitted else NAN,
-        "num_pl_spikes": int(np.count_nonzero(eigenvalues >= fit.xmin)) if fitted else 0,
+        "D": fit.D,
+        "sigma": fit.sigma,
+        "xmin": fit.xmin,
+        "xmax": fit.xmax,
+        "num_pl_spikes": fit.num_pl_spikes if fit.num_pl_spikes is not None else 0,
         "norm": norms.norm,
         "lambda_max": norms.lambda_max,
         "log_norm": norms.log_norm,
@@ -293,3 +226,25 @@ def summarize(
         include_embeddings=include_embeddings,
         excluded_kinds=() if include_embeddings else ("embedding",),
     )
+
+
+__all__ = [
+    "NAN",
+    "OVER_TRAINED",
+    "OVER_TRAINED_ALPHA",
+    "SUMMARY_METRICS",
+    "UNDER_TRAINED",
+    "UNDER_TRAINED_ALPHA",
+    "ModelSummary",
+    "NormMetrics",
+    "fit_sample",  # the fit's sample (alphahat.fit.esd), here for older imports
+    "fit_threshold",
+    "layer_metrics",
+    "log_alpha_norm",
+    "matrix_entropy",
+    "noise_floor",
+    "norm_metrics",
+    "summarize",
+    "training_warning",
+    "vet_fit",
+]

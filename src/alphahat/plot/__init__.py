@@ -4,8 +4,9 @@ Needs matplotlib (``pip install 'alphahat[plot]'``), imported on the first figur
 import. Every function draws on a given ``ax=`` (or ``fig=`` for several panels) or on a new
 figure, and returns it; nothing calls ``show()``, uses pyplot or changes the global backend.
 
-Per layer (:mod:`alphahat.plot.layer`), from its eigenvalues (``report.eigenvalues[name]``
-with ``analyze(..., keep_eigenvalues=True)``):
+Per layer (:mod:`alphahat.plot.layer`), from its eigenvalues and the fit to draw — the fit the
+layer's row reports is ``report.fits[name].fit`` with ``analyze(..., keep_fits=True)``
+(eigenvalues: ``report.fits[name].eigenvalues``):
 :func:`esd_log_log_plot`, :func:`esd_linear_plot`, :func:`esd_log_linear_plot`,
 :func:`ks_distance_plot`, :func:`alpha_vs_xmin_plot`, :func:`fit_diagnostics` (the first four on
 one figure), :func:`mp_fit_plot` (a Marchenko–Pastur fit of the bulk) and
@@ -23,8 +24,13 @@ from alphahat.plot._mpl import new_figure
 from alphahat.plot.layer import (
     FIT_LINE_GID,
     MP_LINE_GID,
+    XMAX_LINE_GID,
+    XMIN_LINE_GID,
+    DrawableFit,
     MarchenkoPasturLike,
     alpha_vs_xmin_plot,
+    as_layer_fit,
+    candidate_curves,
     diagnostic_fit,
     esd_linear_plot,
     esd_log_linear_plot,
@@ -35,6 +41,7 @@ from alphahat.plot.layer import (
     mp_fit_plot,
     power_law_density,
     randomized_esd_plot,
+    tail_density,
 )
 from alphahat.plot.model import (
     correlation_flow_plot,
@@ -47,7 +54,11 @@ from alphahat.plot.save import (
     PLOT_FORMATS,
     PLOT_KINDS,
     SavedPlots,
+    figure_data_uri,
+    fit_of_row,
+    layer_figure,
     plot_file_name,
+    render_figure,
     save_plots,
 )
 
@@ -58,17 +69,25 @@ __all__ = [
     "MP_LINE_GID",
     "PLOT_FORMATS",
     "PLOT_KINDS",
+    "XMAX_LINE_GID",
+    "XMIN_LINE_GID",
+    "DrawableFit",
     "MarchenkoPasturLike",
     "SavedPlots",
     "alpha_vs_xmin_plot",
+    "as_layer_fit",
+    "candidate_curves",
     "correlation_flow_plot",
     "diagnostic_fit",
     "esd_linear_plot",
     "esd_log_linear_plot",
     "esd_log_log_plot",
+    "figure_data_uri",
     "fit_diagnostics",
+    "fit_of_row",
     "fit_sample",
     "ks_distance_plot",
+    "layer_figure",
     "metric_histograms_plot",
     "model_comparison_plot",
     "mp_fit_plot",
@@ -76,5 +95,7 @@ __all__ = [
     "plot_file_name",
     "power_law_density",
     "randomized_esd_plot",
+    "render_figure",
     "save_plots",
+    "tail_density",
 ]

@@ -12,8 +12,13 @@ Conventions:
   ρ(λ) = (n_tail / n) · (α − 1)/x_min · (λ / x_min)^(−α) for x_min ≤ λ ≤ x_max, so it lies on the
   histogram where the tail starts. In the log-lin view (a density of u = log₁₀ λ) the same law is
   ρ(10ᵘ) · 10ᵘ · ln 10.
-* ``fit`` defaults to :func:`diagnostic_fit`: the analysis' fit, with the KS distance D and α
-  computed for every candidate x_min (``all_distances=True``) for the D- and α-vs-x_min curves.
+* ``fit`` is the fit to draw: a layer's :class:`~alphahat.fit.esd.LayerFit` (what its row
+  reports: ``report.fits[name].fit`` with ``analyze(..., keep_fits=True)``; the histogram then
+  shows λ above that fit's own cut, and with ``fit="TPL"``/``"E_TPL"`` the line is the
+  truncated law x^(−α)e^(−Λx) it fitted), a :class:`~alphahat.fit.PowerLawFit` of the
+  eigenvalues above ``evals_threshold``, or None: :func:`diagnostic_fit`, the default power-law
+  fit. The D- and α-vs-x_min curves are those of every candidate x_min of the fitted sample; the
+  chosen x_min is marked with the fit's own D and α.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from alphahat.fit import PowerLawFit, fit_power_law
-from alphahat.metrics import DEFAULT_EVALS_THRESHOLD
+from alphahat.fit.esd import LayerFit
+from alphahat.pipeline.options import default
 from alphahat.plot._mpl import (
     ALPHA_BAND,
     BAND_COLOR,
@@ -44,9 +50,15 @@ if TYPE_CHECKING:
 
 FloatArray = npt.NDArray[np.float64]
 
-#: Gid of the fitted power-law line (to find it in a drawn Axes).
+#: The option table's default cut: eigenvalues ≤ it are not fitted (nor shown).
+DEFAULT_EVALS_THRESHOLD: float = default("evals_threshold")
+#: Gids of the fitted tail law's line and of the x_min / x_max markers (to find them).
 FIT_LINE_GID = "power-law-fit"
+XMIN_LINE_GID = "fit-xmin"
+XMAX_LINE_GID = "fit-xmax"
 MP_LINE_GID = "marchenko-pastur-fit"
+#: What the figures take as the fit to draw.
+DrawableFit = LayerFit | PowerLawFit
 
 LAMBDA = "eigenvalue λ"
 LOG_LAMBDA = "log₁₀ λ"
@@ -107,31 +119,76 @@ def diagnostic_fit(
     return fit_power_law(fit_sample(eigenvalues, evals_threshold), all_distances=True)
 
 
-def power_law_density(fit: PowerLawFit, n: int, x: npt.ArrayLike) -> FloatArray:
+def power_law_density(fit: PowerLawFit | LayerFit, n: int, x: npt.ArrayLike) -> FloatArray:
     """(n_tail / n) · (α − 1)/x_min · (x / x_min)^(−α): the fitted law as a density of n points."""
     values = np.asarray(x, dtype=np.float64)
     scale = fit.n_tail / n * (fit.alpha - 1.0) / fit.xmin
     return np.asarray(scale * (values / fit.xmin) ** (-fit.alpha), dtype=np.float64)
 
 
-def _fit_or_default(sample: FloatArray, fit: PowerLawFit | None) -> PowerLawFit:
-    return fit if fit is not None else fit_power_law(sample, all_distances=True)
+def tail_density(fit: LayerFit, n: int, x: npt.ArrayLike) -> FloatArray:
+    """The fitted tail law of ``fit`` as a density of n points, at ``x`` (in [x_min, x_max]).
+
+    Power law: :func:`power_law_density` with the fit's α, x_min and tail size. Truncated power
+    law (``TPL``/``E_TPL``): (n_tail / n) · x^(−α) e^(−Λx) / Z, Z = ∫_{x_min}^∞ t^(−α) e^(−Λt) dt,
+    n_tail the sample's points ≥ x_min (the points it was fitted on).
+    """
+    values = np.asarray(x, dtype=np.float64)
+    if fit.truncated is None:
+        return power_law_density(fit, n, values)
+    from alphahat.fit.alternatives import truncated_power_law_log_normalizer
+
+    alpha, rate, xmin = fit.alpha, fit.Lambda, fit.xmin
+    n_tail = int(np.count_nonzero(fit.sample >= xmin))
+    log_z = truncated_power_law_log_normalizer(alpha, rate, xmin)
+    log_density = -alpha * np.log(values) - rate * values - log_z
+    return np.asarray(n_tail / n * np.exp(log_density), dtype=np.float64)
 
 
-def _fit_title(fit: PowerLawFit) -> str:
-    if fit.fitted:
-        return f"α = {fit.alpha:.3f}, D = {fit.D:.3f}"
-    return f"fit {fit.status}"
+def as_layer_fit(
+    eigenvalues: npt.ArrayLike,
+    fit: DrawableFit | None,
+    evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
+) -> LayerFit:
+    """The fit a figure draws, as a :class:`~alphahat.fit.esd.LayerFit`.
+
+    A LayerFit as it is; a PowerLawFit of the eigenvalues above ``evals_threshold`` wrapped; None:
+    :func:`diagnostic_fit` of them.
+    """
+    if isinstance(fit, LayerFit):
+        return fit
+    sample = fit_sample(eigenvalues, evals_threshold)
+    power_law = fit if fit is not None else fit_power_law(sample, all_distances=True)
+    return LayerFit.of(power_law, sample, evals_threshold)
 
 
-def _mark_xmin_xmax(ax: Axes, fit: PowerLawFit, log10: bool = False) -> None:
+def _shown(eigenvalues: npt.ArrayLike, fit: LayerFit) -> FloatArray:
+    """The eigenvalues a histogram shows: those above the fit's cut."""
+    return fit_sample(eigenvalues, fit.threshold)
+
+
+def _fit_title(fit: LayerFit) -> str:
+    if not fit.fitted:
+        return f"fit {fit.status}"
+    law = f" (TPL, Λ = {fit.Lambda:.3g})" if fit.truncated is not None else ""
+    return f"α = {fit.alpha:.3f}, D = {fit.D:.3f}{law}"
+
+
+def _mark_xmin_xmax(ax: Axes, fit: LayerFit, log10: bool = False) -> None:
     def pos(v: float) -> float:
         return math.log10(v) if log10 else v
 
-    if fit.fitted:
-        ax.axvline(pos(fit.xmin), color=FIT_COLOR, ls="--", lw=1.2, label=f"xₘᵢₙ = {fit.xmin:.4g}")
+    if not fit.fitted:
+        return
+    line = ax.axvline(
+        pos(fit.xmin), color=FIT_COLOR, ls="--", lw=1.2, label=f"xₘᵢₙ = {fit.xmin:.4g}"
+    )
+    line.set_gid(XMIN_LINE_GID)
     if math.isfinite(fit.xmax) and fit.xmax > 0:
-        ax.axvline(pos(fit.xmax), color=XMAX_COLOR, ls=":", lw=1.2, label=f"xₘₐₓ = {fit.xmax:.4g}")
+        line = ax.axvline(
+            pos(fit.xmax), color=XMAX_COLOR, ls=":", lw=1.2, label=f"xₘₐₓ = {fit.xmax:.4g}"
+        )
+        line.set_gid(XMAX_LINE_GID)
 
 
 def _log_bins(x: FloatArray, bins: int) -> list[float]:
@@ -155,7 +212,7 @@ def _draw_esd_with_fit(
     ax: Axes,
     values: FloatArray,
     edges: list[float],
-    fit: PowerLawFit,
+    fit: LayerFit,
     grid: FloatArray,
     density: Callable[[FloatArray], FloatArray],
 ) -> None:
@@ -170,15 +227,16 @@ def _draw_esd_with_fit(
         label="ESD",
     )
     if fit.fitted:
+        law = "truncated power law" if fit.truncated is not None else "power law"
         (line,) = ax.plot(
-            grid, density(grid), color=FIT_COLOR, lw=2, label=f"power law, α = {fit.alpha:.2f}"
+            grid, density(grid), color=FIT_COLOR, lw=2, label=f"{law}, α = {fit.alpha:.2f}"
         )
         line.set_gid(FIT_LINE_GID)
 
 
 def esd_log_log_plot(
     eigenvalues: npt.ArrayLike,
-    fit: PowerLawFit | None = None,
+    fit: DrawableFit | None = None,
     *,
     ax: Axes | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
@@ -190,13 +248,11 @@ def esd_log_log_plot(
     The fitted line (gid :data:`FIT_LINE_GID`) is the density of :func:`power_law_density` on
     x_min … x_max; dashed and dotted vertical lines mark x_min and x_max.
     """
-    x = fit_sample(eigenvalues, evals_threshold)
-    fit = _fit_or_default(x, fit)
+    fit = as_layer_fit(eigenvalues, fit, evals_threshold)
+    x = _shown(eigenvalues, fit)
     ax = axes_or_new(ax)
     grid = np.geomspace(fit.xmin, fit.xmax, 200) if fit.fitted else x[:0]
-    _draw_esd_with_fit(
-        ax, x, _log_bins(x, bins), fit, grid, lambda g: power_law_density(fit, x.size, g)
-    )
+    _draw_esd_with_fit(ax, x, _log_bins(x, bins), fit, grid, lambda g: tail_density(fit, x.size, g))
     _mark_xmin_xmax(ax, fit)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -209,7 +265,7 @@ def esd_log_log_plot(
 
 def esd_linear_plot(
     eigenvalues: npt.ArrayLike,
-    fit: PowerLawFit | None = None,
+    fit: DrawableFit | None = None,
     *,
     ax: Axes | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
@@ -217,13 +273,11 @@ def esd_linear_plot(
     title: str | None = None,
 ) -> Axes:
     """Lin-lin ESD (density on equal bins) with the fitted power law and x_min, x_max marked."""
-    x = fit_sample(eigenvalues, evals_threshold)
-    fit = _fit_or_default(x, fit)
+    fit = as_layer_fit(eigenvalues, fit, evals_threshold)
+    x = _shown(eigenvalues, fit)
     ax = axes_or_new(ax)
     grid = np.linspace(fit.xmin, fit.xmax, 200) if fit.fitted else x[:0]
-    _draw_esd_with_fit(
-        ax, x, _lin_bins(x, bins), fit, grid, lambda g: power_law_density(fit, x.size, g)
-    )
+    _draw_esd_with_fit(ax, x, _lin_bins(x, bins), fit, grid, lambda g: tail_density(fit, x.size, g))
     _mark_xmin_xmax(ax, fit)
     ax.set_xlabel(LAMBDA)
     ax.set_ylabel(DENSITY)
@@ -234,7 +288,7 @@ def esd_linear_plot(
 
 def esd_log_linear_plot(
     eigenvalues: npt.ArrayLike,
-    fit: PowerLawFit | None = None,
+    fit: DrawableFit | None = None,
     *,
     ax: Axes | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
@@ -245,15 +299,15 @@ def esd_log_linear_plot(
 
     The law's density in u = log₁₀ λ is p(λ)·λ·ln 10.
     """
-    x = fit_sample(eigenvalues, evals_threshold)
-    fit = _fit_or_default(x, fit)
+    fit = as_layer_fit(eigenvalues, fit, evals_threshold)
+    x = _shown(eigenvalues, fit)
     ax = axes_or_new(ax)
     u = np.log10(x)
     grid = np.linspace(math.log10(fit.xmin), math.log10(fit.xmax), 200) if fit.fitted else u[:0]
 
     def density_of_log(g: FloatArray) -> FloatArray:
         lam = 10.0**g
-        return power_law_density(fit, x.size, lam) * lam * math.log(10.0)
+        return tail_density(fit, x.size, lam) * lam * math.log(10.0)
 
     _draw_esd_with_fit(ax, u, _lin_bins(u, bins), fit, grid, density_of_log)
     _mark_xmin_xmax(ax, fit, log10=True)
@@ -264,28 +318,38 @@ def esd_log_linear_plot(
     return ax
 
 
-def _candidates(fit: PowerLawFit, values: FloatArray) -> tuple[FloatArray, FloatArray]:
-    keep = np.isfinite(values) & np.isfinite(fit.xmins)
-    return fit.xmins[keep], values[keep]
+def candidate_curves(fit: LayerFit) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(x_min, α, D) of every admissible candidate x_min of the fitted sample.
+
+    From the fit itself when it computed every D (``all_distances=True``), else from an
+    exhaustive power-law fit of the same sample; the chosen candidate's D and α are the fit's.
+    """
+    power_law = fit.power_law
+    alphas, ds = power_law.alphas, power_law.Ds
+    complete = alphas.size > 0 and bool(np.all(np.isfinite(ds) == np.isfinite(alphas)))
+    if not complete:
+        power_law = fit_power_law(fit.fitted_sample, all_distances=True)
+        alphas, ds = power_law.alphas, power_law.Ds
+    keep = np.isfinite(alphas) & np.isfinite(ds) & np.isfinite(power_law.xmins)
+    return power_law.xmins[keep], alphas[keep], ds[keep]
 
 
 def ks_distance_plot(
     eigenvalues: npt.ArrayLike,
-    fit: PowerLawFit | None = None,
+    fit: DrawableFit | None = None,
     *,
     ax: Axes | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     title: str | None = None,
 ) -> Axes:
-    """KS distance D of the fit for every candidate x_min, with the chosen x_min (minimum D).
+    """KS distance D for every candidate x_min of the fitted sample, with the fit's x_min and D.
 
-    Pass a fit made with ``all_distances=True`` (the default fit is) for the whole curve; a fit
-    from the pruned search has D only for the candidates it did not rule out.
+    The curve is :func:`candidate_curves`; the marker is the fit's own (x_min, D), which under
+    ``xmin_peak`` need not be the curve's global minimum.
     """
-    x = fit_sample(eigenvalues, evals_threshold)
-    fit = _fit_or_default(x, fit)
+    fit = as_layer_fit(eigenvalues, fit, evals_threshold)
     ax = axes_or_new(ax)
-    xmins, ds = _candidates(fit, fit.Ds)
+    xmins, _, ds = candidate_curves(fit)
     if xmins.size:
         ax.plot(xmins, ds, color=HIST_COLOR, lw=1.2, label="D(x_min)")
     else:
@@ -303,17 +367,19 @@ def ks_distance_plot(
 
 def alpha_vs_xmin_plot(
     eigenvalues: npt.ArrayLike,
-    fit: PowerLawFit | None = None,
+    fit: DrawableFit | None = None,
     *,
     ax: Axes | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     title: str | None = None,
 ) -> Axes:
-    """Fitted α for every candidate x_min, with the chosen one; α ∈ [2, 6] shaded."""
-    x = fit_sample(eigenvalues, evals_threshold)
-    fit = _fit_or_default(x, fit)
+    """The power law's α for every candidate x_min, with the fit's (x_min, α); α ∈ [2, 6] shaded.
+
+    With ``TPL``/``E_TPL`` the marker is the truncated law's α (the table's), off the curve.
+    """
+    fit = as_layer_fit(eigenvalues, fit, evals_threshold)
     ax = axes_or_new(ax)
-    xmins, alphas = _candidates(fit, fit.alphas)
+    xmins, alphas, _ = candidate_curves(fit)
     ax.axhspan(*ALPHA_BAND, color=BAND_COLOR, alpha=0.12, label="2 ≤ α ≤ 6")
     if xmins.size:
         ax.plot(xmins, alphas, color=HIST_COLOR, lw=1.2, label="α(xₘᵢₙ)")
@@ -488,7 +554,7 @@ def randomized_esd_plot(
 
 def fit_diagnostics(
     eigenvalues: npt.ArrayLike,
-    fit: PowerLawFit | None = None,
+    fit: DrawableFit | None = None,
     *,
     fig: Figure | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
@@ -497,14 +563,14 @@ def fit_diagnostics(
     height: float = 7.0,
 ) -> Figure:
     """The four views of a fit: log-log, lin-lin and log-lin ESD, and D vs x_min (2 × 2)."""
-    x = fit_sample(eigenvalues, evals_threshold)
-    fit = _fit_or_default(x, fit)
+    fit = as_layer_fit(eigenvalues, fit, evals_threshold)
+    x = _shown(eigenvalues, fit)
     fig = figure_or_new(fig, width, height, suptitle=bool(title))
     axes = fig.subplots(2, 2)
-    esd_log_log_plot(x, fit, ax=axes[0, 0], evals_threshold=evals_threshold)
-    esd_linear_plot(x, fit, ax=axes[0, 1], evals_threshold=evals_threshold)
-    esd_log_linear_plot(x, fit, ax=axes[1, 0], evals_threshold=evals_threshold)
-    ks_distance_plot(x, fit, ax=axes[1, 1], evals_threshold=evals_threshold)
+    esd_log_log_plot(x, fit, ax=axes[0, 0])
+    esd_linear_plot(x, fit, ax=axes[0, 1])
+    esd_log_linear_plot(x, fit, ax=axes[1, 0])
+    ks_distance_plot(x, fit, ax=axes[1, 1])
     if title:
         fig.suptitle(short_title(title), fontsize=11)
     return fig
@@ -514,8 +580,13 @@ __all__ = [
     "DEFAULT_EVALS_THRESHOLD",
     "FIT_LINE_GID",
     "MP_LINE_GID",
+    "XMAX_LINE_GID",
+    "XMIN_LINE_GID",
+    "DrawableFit",
     "MarchenkoPasturLike",
     "alpha_vs_xmin_plot",
+    "as_layer_fit",
+    "candidate_curves",
     "diagnostic_fit",
     "esd_linear_plot",
     "esd_log_linear_plot",
@@ -526,4 +597,5 @@ __all__ = [
     "mp_fit_plot",
     "power_law_density",
     "randomized_esd_plot",
+    "tail_density",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,14 +21,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from alphahat.fit import FitStatus, PowerLawFit
+from alphahat.fit.esd import LayerFit, fit_threshold
 from alphahat.layers import LayerFilter
-from alphahat.metrics import fit_threshold
 from alphahat.plot._mpl import short_title
 from alphahat.plot.layer import (
     DEFAULT_EVALS_THRESHOLD,
+    DrawableFit,
     MarchenkoPasturLike,
     alpha_vs_xmin_plot,
-    diagnostic_fit,
+    as_layer_fit,
     esd_linear_plot,
     esd_log_linear_plot,
     esd_log_log_plot,
@@ -97,17 +99,8 @@ class SavedPlots:
         return len(self.files)
 
 
-def marchenko_pastur_fitter() -> Callable[..., Any] | None:
-    """``alphahat.fit.marchenko_pastur.fit_marchenko_pastur`` when this version has it."""
-    try:
-        from alphahat.fit import marchenko_pastur  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    fitter = getattr(marchenko_pastur, "fit_marchenko_pastur", None)
-    return fitter if callable(fitter) else None
-
-
-def _check_choice(name: str, values: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+def check_choice(name: str, values: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """``values`` (one or several) without repeats, each one of ``allowed`` (else ValueError)."""
     if isinstance(values, str):
         values = [values]
     bad = [v for v in values if v not in allowed]
@@ -126,18 +119,51 @@ def render_figure(fig: Figure, fmt: str, dpi: float) -> bytes:
     return buffer.getvalue()
 
 
+def figure_data_uri(fig: Figure, *, dpi: float = 80, colors: int | None = None) -> str:
+    """A figure as a ``data:image/png;base64,…`` URI (for ``<img src>``).
+
+    With ``colors``, the PNG is reduced to that many palette colours (about 4× smaller) and log
+    axes lose their minor ticks (a quarter of the drawing time, unreadable at thumbnail size;
+    the figure is changed).
+    """
+    import base64
+
+    data = render_figure(fig, "png", dpi) if colors is None else _palette_png(fig, dpi, colors)
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _palette_png(fig: Figure, dpi: float, colors: int) -> bytes:
+    from matplotlib.ticker import NullLocator
+    from PIL import Image  # a dependency of matplotlib
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_minor_locator(NullLocator())
+    image = Image.open(io.BytesIO(render_figure(fig, "png", dpi))).convert("RGB")
+    small = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    small.save(out, format="png", optimize=True)
+    return out.getvalue()
+
+
 def layer_figure(
     kind: str,
     eigenvalues: npt.ArrayLike,
     *,
     title: str,
+    fit: DrawableFit | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     mp_fit: MarchenkoPasturLike | None = None,
     randomized_eigenvalues: npt.ArrayLike | None = None,
 ) -> Figure:
-    """One per-layer figure of ``kind`` (see :data:`LAYER_PLOT_KINDS`) as a new Figure."""
+    """One per-layer figure of ``kind`` (see :data:`LAYER_PLOT_KINDS`) as a new Figure.
+
+    ``fit`` is the fit the fit views draw (see :mod:`alphahat.plot.layer`); the histograms show
+    the eigenvalues above its cut (above ``evals_threshold`` without one).
+    """
     if kind == "diagnostics":
-        return fit_diagnostics(eigenvalues, evals_threshold=evals_threshold, title=title)
+        return fit_diagnostics(eigenvalues, fit, evals_threshold=evals_threshold, title=title)
     if kind == "mp-fit":
         if mp_fit is None:
             raise ValueError("the 'mp-fit' figure needs a Marchenko–Pastur fit")
@@ -145,9 +171,8 @@ def layer_figure(
     elif kind == "randomized":
         if randomized_eigenvalues is None:
             raise ValueError("the 'randomized' figure needs the randomized eigenvalues")
-        ax = randomized_esd_plot(
-            eigenvalues, randomized_eigenvalues, evals_threshold=evals_threshold
-        )
+        cut = fit.threshold if isinstance(fit, LayerFit) else evals_threshold
+        ax = randomized_esd_plot(eigenvalues, randomized_eigenvalues, evals_threshold=cut)
     else:
         draw = {
             "log-log": esd_log_log_plot,
@@ -158,8 +183,7 @@ def layer_figure(
         }.get(kind)
         if draw is None:
             raise ValueError(f"unknown layer figure kind {kind!r}; choose from {LAYER_PLOT_KINDS}")
-        fit = diagnostic_fit(eigenvalues, evals_threshold=evals_threshold)
-        ax = draw(eigenvalues, fit, evals_threshold=evals_threshold)
+        ax = draw(eigenvalues, as_layer_fit(eigenvalues, fit, evals_threshold))
     fig = ax.figure
     fig.suptitle(short_title(title, 80), fontsize=9)
     return fig  # type: ignore[return-value]
@@ -169,6 +193,52 @@ def _lookup(mapping: Mapping[str, Any], name: str, what: str) -> Any:
     if name not in mapping:
         raise ValueError(f"no {what} given for this layer")
     return mapping[name]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def fit_of_row(
+    row: Mapping[str, Any], eigenvalues: npt.ArrayLike, options: Mapping[str, Any]
+) -> LayerFit:
+    """The fit a layer's row reports, rebuilt over its eigenvalues: its α, x_min, x_max, D.
+
+    For reports that kept the eigenvalues but not the fits: the figures then draw exactly the
+    table's numbers (never a new fit). The sample is the analysis' (λ above
+    max(``evals_threshold``, noise floor)), less the ``xmax`` or clipped top values; a row with
+    ``Lambda`` is drawn as its truncated power law.
+    """
+    from alphahat.fit.alternatives import TailFit
+
+    evals = np.sort(np.asarray(eigenvalues, dtype=np.float64))
+    threshold = fit_threshold(
+        evals, int(row["N"]), float(options.get("evals_threshold", DEFAULT_EVALS_THRESHOLD))
+    )
+    sample = evals[evals > threshold]
+    nan = float("nan")
+    if row.get("status") != "fitted" or _missing(row.get("alpha")):
+        failed = PowerLawFit(nan, nan, nan, nan, nan, 0, sample.size, FitStatus.NO_VALID_XMIN)
+        return LayerFit(failed, sample, threshold, status=failed.status, reason=str(row["reason"]))
+    left_out = 0
+    if not _missing(options.get("xmax")):
+        left_out = abs(int(options["xmax"]))
+    elif not _missing(row.get("num_fingers")):
+        left_out = int(row["num_fingers"])
+    spikes = int(row["num_pl_spikes"])
+    alpha, xmin = float(row["alpha"]), float(row["xmin"])
+    power_law = PowerLawFit(
+        alpha, xmin, float(row["xmax"]), float(row["D"]), float(row["sigma"]), spikes,
+        sample.size - left_out, FitStatus.FITTED,
+    )  # fmt: skip
+    truncated = None
+    if not _missing(row.get("Lambda")):
+        parameters = {"alpha": alpha, "Lambda": float(row["Lambda"])}
+        truncated = TailFit("truncated_power_law", parameters, xmin, spikes, nan, FitStatus.FITTED)
+    return LayerFit(
+        power_law, sample, threshold, num_left_out=left_out, truncated=truncated,
+        num_pl_spikes=spikes, searched_xmin=xmin,
+    )  # fmt: skip
 
 
 def _select(frame: pd.DataFrame, layers: Sequence[str | int] | None) -> pd.DataFrame:
@@ -188,6 +258,43 @@ def _select(frame: pd.DataFrame, layers: Sequence[str | int] | None) -> pd.DataF
     return chosen
 
 
+def layer_inputs(
+    report: Report,
+    row: Mapping[str, Any],
+    values: npt.NDArray[np.float64],
+    kind: str,
+    mp_fits: Mapping[str, MarchenkoPasturLike] | None = None,
+    randomized: Mapping[str, npt.ArrayLike] | None = None,
+) -> dict[str, Any]:
+    """What one layer's figure of ``kind`` draws: the fit, the MP fit, the shuffled ESD.
+
+    Each from the report's kept :class:`~alphahat.pipeline.LayerResult` first (what the
+    analysis computed), else from the given mappings; the fit else from the row itself.
+    """
+    name = str(row["name"])
+    result = getattr(report, "fits", {}).get(name)
+    fit = result.fit if result is not None else fit_of_row(row, values, report.options)
+    inputs: dict[str, Any] = {"fit": fit}
+    if kind == "mp-fit":
+        mp = result.mp_fit if result is not None else None
+        if mp is None and mp_fits is not None:
+            mp = _lookup(mp_fits, name, "Marchenko–Pastur fit")
+        if mp is None:
+            from alphahat.fit.marchenko_pastur import fit_marchenko_pastur
+
+            mp = fit_marchenko_pastur(values, N=int(row["N"]), M=int(row["M"]))
+        inputs["mp_fit"] = mp
+    if kind == "randomized":
+        shuffled = result.randomized if result is not None else None
+        if shuffled is not None:
+            inputs["randomized_eigenvalues"] = shuffled.eigenvalues
+        elif randomized is not None:
+            inputs["randomized_eigenvalues"] = _lookup(randomized, name, "randomized eigenvalues")
+        else:
+            raise ValueError("no randomized ESD: analyse with randomize=True and keep_fits=True")
+    return inputs
+
+
 def save_plots(
     report: Report,
     directory: str | Path,
@@ -203,44 +310,44 @@ def save_plots(
 
     Args:
         report: an analysis report; per-layer kinds need its eigenvalues
-            (``analyze(..., keep_eigenvalues=True)``).
+            (``analyze(..., keep_fits=True)``, which also keeps each layer's fits, or
+            ``keep_eigenvalues=True``). Every fit view draws the fit the layer's row reports:
+            the kept fit, else the row's own numbers (:func:`fit_of_row`) — never a new fit.
         directory: output folder.
         kinds: any of :data:`PLOT_KINDS`.
         layers: which layers get per-layer figures: ids, names, glob patterns or kinds, as
             ``analyze``'s ``layers`` (default: every layer with eigenvalues).
         formats: ``"png"`` and/or ``"svg"``.
         dpi: resolution of PNG files.
-        mp_fits: Marchenko–Pastur fits by layer name for ``mp-fit`` (default: fitted here with
-            ``alphahat.fit.marchenko_pastur`` where this version has it).
+        mp_fits: Marchenko–Pastur fits by layer name for ``mp-fit``, where the report kept
+            none (``mp_fit=True`` with ``keep_fits=True`` keeps the table's; else each is
+            fitted here).
         randomized_eigenvalues: ESDs of the randomized matrices by layer name, for
-            ``randomized``.
+            ``randomized``, where the report kept none (``randomize=True`` with ``keep_fits``).
 
     Returns:
         :class:`SavedPlots`: the files written and the layers skipped, with reasons.
     """
-    kinds = _check_choice("plot kind(s)", kinds, PLOT_KINDS)
-    formats = _check_choice("plot format(s)", formats, PLOT_FORMATS)
+    kinds = check_choice("plot kind(s)", kinds, PLOT_KINDS)
+    formats = check_choice("plot format(s)", formats, PLOT_FORMATS)
     frame = layer_table(report)
     layer_kinds = [k for k in kinds if k in LAYER_PLOT_KINDS]
     evals: Mapping[str, Any] = getattr(report, "eigenvalues", {}) or {}
     if layer_kinds and not evals:
         raise ValueError(
-            "per-layer figures need the eigenvalues: analyse with keep_eigenvalues=True"
+            "per-layer figures need the eigenvalues: analyse with keep_fits=True (or "
+            "keep_eigenvalues=True)"
         )
-    fit_mp = None
-    if "mp-fit" in layer_kinds and mp_fits is None:
-        fit_mp = marchenko_pastur_fitter()
-        if fit_mp is None:
-            raise ValueError(
-                "the 'mp-fit' figure needs Marchenko–Pastur fits: pass mp_fits= "
-                "(alphahat.fit.marchenko_pastur is not available in this version)"
-            )
-    if "randomized" in layer_kinds and randomized_eigenvalues is None:
+    kept = getattr(report, "fits", {}) or {}
+    if (
+        "randomized" in layer_kinds
+        and randomized_eigenvalues is None
+        and not any(r.randomized is not None for r in kept.values())
+    ):
         raise ValueError(
-            "the 'randomized' figure needs randomized_eigenvalues= (the ESD of each layer's "
-            "element-shuffled matrix)"
+            "the 'randomized' figure needs the ESD of each layer's element-shuffled matrix: "
+            "analyse with randomize=True and keep_fits=True, or pass randomized_eigenvalues="
         )
-    threshold = float(report.options.get("evals_threshold", DEFAULT_EVALS_THRESHOLD))
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -271,26 +378,10 @@ def save_plots(
         title = f"{layer_id}: {name} ({row['kind']}, {row['N']}×{row['M']})"
         for kind in layer_kinds:
             try:
-                mp_fit = None
-                if kind == "mp-fit":
-                    if mp_fits is not None:
-                        mp_fit = _lookup(mp_fits, name, "Marchenko–Pastur fit")
-                    elif fit_mp is not None:
-                        mp_fit = fit_mp(values, N=int(row["N"]), M=int(row["M"]))
-                random = None
-                if kind == "randomized" and randomized_eigenvalues is not None:
-                    random = _lookup(randomized_eigenvalues, name, "randomized eigenvalues")
-                fig = layer_figure(
-                    kind,
-                    values,
-                    title=title,
-                    evals_threshold=fit_threshold(values, int(row["N"]), threshold),
-                    mp_fit=mp_fit,
-                    randomized_eigenvalues=random,
-                )
+                inputs = layer_inputs(report, row, values, kind, mp_fits, randomized_eigenvalues)
+                fig = layer_figure(kind, values, title=title, **inputs)
             except (ValueError, ArithmeticError) as exc:
-                message = f"no {kind!r} figure: {exc}"
-                skipped.append((name, message))
+                skipped.append((name, f"no {kind!r} figure: {exc}"))
                 continue
             write(fig, plot_file_stem(layer_id, name, kind))
     return SavedPlots(tuple(files), tuple(skipped))
@@ -302,8 +393,11 @@ __all__ = [
     "PLOT_FORMATS",
     "PLOT_KINDS",
     "SavedPlots",
+    "check_choice",
+    "figure_data_uri",
+    "fit_of_row",
     "layer_figure",
-    "marchenko_pastur_fitter",
+    "layer_inputs",
     "model_plot_file_stem",
     "plot_file_name",
     "plot_file_stem",

@@ -23,6 +23,7 @@ from alphahat.report.io import csv_output, json_output
 
 if TYPE_CHECKING:
     from alphahat.layers import TensorPlan
+    from alphahat.pipeline import LayerResult
     from alphahat.sources import WeightSource
 
 #: Columns of ``Report.details``, in order.
@@ -232,7 +233,12 @@ class Report:
         coverage: one row per tensor of the model, analysed, failed or skipped, with reasons.
         options: the options used.
         provenance: versions and input files.
-        eigenvalues: each layer's sorted ESD, when ``keep_eigenvalues`` was set.
+        eigenvalues: each layer's sorted ESD, by layer name, when ``keep_eigenvalues`` or
+            ``keep_fits`` was set.
+        fits: each layer's :class:`~alphahat.pipeline.LayerResult` (its spectrum, the
+            power-law fit the row reports with its sample and policy, the MP fit and the
+            shuffled ESD where computed), by layer name, when ``keep_fits`` was set: what the
+            figures and the HTML report draw. Never written to CSV/JSON.
     """
 
     details: pd.DataFrame
@@ -240,6 +246,7 @@ class Report:
     options: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     eigenvalues: dict[str, Any] = field(default_factory=dict, repr=False)
+    fits: dict[str, LayerResult] = field(default_factory=dict, repr=False, compare=False)
     #: how the run went (executor, workers, layers resumed from a journal); never written out
     run_info: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -253,13 +260,21 @@ class Report:
         provenance: dict[str, Any],
         include_embeddings: bool,
         eigenvalues: dict[str, Any],
+        fits: dict[str, LayerResult] | None = None,
     ) -> Report:
         """Assemble a report from the analysis' layer rows and tensor plans."""
         extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in DETAIL_COLUMNS]
         details = _typed(pd.DataFrame(list(rows), columns=[*DETAIL_COLUMNS, *extra]))
         failures = {str(r["name"]): str(r["reason"]) for r in rows if r.get("status") == "failed"}
         options = {**options, "include_embeddings": include_embeddings}
-        return cls(details, coverage_frame(plans, failures), options, provenance, eigenvalues)
+        return cls(
+            details,
+            coverage_frame(plans, failures),
+            options,
+            provenance,
+            eigenvalues,
+            dict(fits or {}),
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:

@@ -1,4 +1,4 @@
-"""Self-contained HTML: a page shell, sortable tables, and the model report.
+"""Self-contained HTML: a page shell, sortable tables, and the report's sections without figures.
 
 Everything a page needs is inside the one file: CSS and a small script inline, figures as
 ``data:image/png;base64`` URIs. Nothing is fetched from the network (no CDN, no fonts, no
@@ -9,29 +9,26 @@ external links in ``src``/``href``), so a report opens offline and can be mailed
 * :func:`sortable_table` — a pandas DataFrame as a ``<table class="sortable">``: a click on a
   header sorts by that column (numbers numerically, missing values last), a second click
   reverses the order.
-* :func:`report_html` / :func:`write_html_report` — the per-model report: summary, warnings,
-  correlation flow and histograms, the per-layer table and per-layer fit diagnostics.
+* :func:`warnings_section`, :func:`layer_table_html`, :func:`provenance_section`,
+  :func:`select_diagnostic_layers` — the parts of a model's report that need no figure.
+
+The model report with its figures is :mod:`alphahat.html_report` (above this package and
+:mod:`alphahat.plot`, which draws them).
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from alphahat._imports import require
 from alphahat._version import __version__
-from alphahat.report.io import write_atomic
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from alphahat.report import Report
 
 
@@ -233,16 +230,8 @@ def sortable_table(
     )
 
 
-def figure_png_data_uri(fig: Figure, *, dpi: float = 80) -> str:
-    """A matplotlib figure as a ``data:image/png;base64,…`` URI (for ``<img src>``)."""
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _img(uri: str, alt: str, caption: str = "") -> str:
+def figure_html(uri: str, alt: str, caption: str = "") -> str:
+    """A ``<figure>`` with the image at ``uri`` (a ``data:`` URI), its alt text and caption."""
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
     return f'<figure><img src="{uri}" alt="{html.escape(alt, quote=True)}">{cap}</figure>'
 
@@ -260,31 +249,6 @@ REPORT_TABLE_COLUMNS = (
 #: With ``diagnostics="auto"``, at most this many layers get fit-diagnostics figures.
 DEFAULT_MAX_DIAGNOSTICS = 50
 DiagnosticsChoice = str | Sequence[str | int]
-_THUMBNAIL_COLORS = 32
-
-
-def thumbnail_png_data_uri(fig: Figure, *, dpi: float = 80, colors: int = _THUMBNAIL_COLORS) -> str:
-    """A figure as a small PNG data URI: reduced to ``colors`` palette colours (≈ 4× smaller).
-
-    Log axes lose their minor ticks (the figure is changed).
-    """
-    import io
-
-    require("matplotlib", "HTML report figures")
-    from matplotlib.ticker import NullLocator
-    from PIL import Image  # a dependency of matplotlib
-
-    for ax in fig.axes:  # minor ticks of log axes: a quarter of the drawing time, unreadable here
-        for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() == "log":
-                axis.set_minor_locator(NullLocator())
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
-    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    small = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
-    out = io.BytesIO()
-    small.save(out, format="png", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
 def layer_anchor(layer_id: int) -> str:
@@ -346,7 +310,8 @@ def _link_list(rows: Sequence[Mapping[Any, Any]], anchors: set[str], detail: str
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def _warnings_section(report: Report, anchors: set[str]) -> str:
+def warnings_section(report: Report, anchors: set[str]) -> str:
+    """Under- and over-trained and failed layers (linked where ``anchors`` say), skipped tensors."""
     details = report.details
     parts: list[str] = []
     bullets: list[str] = []
@@ -386,7 +351,8 @@ def _warnings_section(report: Report, anchors: set[str]) -> str:
     return '<ul class="warnings">' + "".join(bullets) + "</ul>" + "".join(parts)
 
 
-def _layer_table(report: Report, anchors: set[str]) -> str:
+def layer_table_html(report: Report, anchors: set[str]) -> str:
+    """The sortable per-layer table, names linked to the drill-down of the layers in ``anchors``."""
     details = report.details.sort_values("layer_id", kind="stable").reset_index(drop=True)
     columns = [c for c in REPORT_TABLE_COLUMNS if c in details.columns]
     hrefs = [
@@ -402,67 +368,8 @@ def _layer_table(report: Report, anchors: set[str]) -> str:
     )
 
 
-def _diagnostic_section(
-    report: Report, names: Sequence[str], num_available: int, dpi: float, capped: bool
-) -> str:
-    from alphahat.metrics import fit_threshold
-    from alphahat.plot import diagnostic_fit, fit_diagnostics, mp_fit_plot, new_figure
-    from alphahat.plot.save import marchenko_pastur_fitter
-
-    fit_mp = marchenko_pastur_fitter()
-    threshold = float(report.options.get("evals_threshold", 1e-5))
-    by_name = {str(r["name"]): r for r in _rows(report.details)}
-    blocks: list[str] = []
-    for name in names:
-        row = by_name[name]
-        layer_id = int(row["layer_id"])
-        evals = np.asarray(report.eigenvalues[name], dtype=np.float64)
-        heading = (
-            f"{layer_id}: {name} — {row['kind']} {row['N']}×{row['M']}, "
-            f"α = {format_cell(row['alpha'])}, D = {format_cell(row['D'])}, {row['status']}"
-        )
-        figures: list[str] = []
-        try:
-            cut = fit_threshold(evals, int(row["N"]), threshold)  # the table's sample
-            fit = diagnostic_fit(evals, evals_threshold=cut)
-            fig = fit_diagnostics(evals, fit, evals_threshold=cut, width=8.0, height=5.6)
-            figures.append(_img(thumbnail_png_data_uri(fig, dpi=dpi), f"fit diagnostics of {name}"))
-        except (ValueError, ArithmeticError) as exc:
-            figures.append(f"<p class='note'>No diagnostics figure: {html.escape(str(exc))}</p>")
-        if fit_mp is not None:
-            try:
-                mp_fit = fit_mp(evals, N=int(row["N"]), M=int(row["M"]))
-                mp_figure = new_figure(5.0, 3.6)
-                mp_fit_plot(evals, mp_fit, ax=mp_figure.add_subplot())
-                uri = thumbnail_png_data_uri(mp_figure, dpi=dpi)
-                figures.append(_img(uri, f"Marchenko–Pastur fit of {name}"))
-            except (ValueError, ArithmeticError, TypeError) as exc:
-                figures.append(f"<p class='note'>No MP figure: {html.escape(str(exc))}</p>")
-        blocks.append(
-            f'<details class="layer" id="{layer_anchor(layer_id)}">'
-            f"<summary>{html.escape(heading)}</summary>"
-            f'<div class="figures">{"".join(figures)}</div></details>'
-        )
-    other = (
-        "Draw any other layer with <code>alphahat plot MODEL --layer NAME</code>, or make the "
-        "report with <code>--diagnostics all</code>."
-    )
-    if not names:
-        return f"<p class='note'>No fit-diagnostics figures in this report. {other}</p>"
-    note = (
-        f"<p class='note'>Fit diagnostics (log-log, lin-lin and log-lin ESD with the fitted "
-        f"power law; KS distance D against x_min) for {len(names)} of {num_available} layers"
-    )
-    if len(names) < num_available:
-        which = "the flagged ones and an even sample of the others" if capped else "as asked"
-        note += f" ({which}). {other}"
-    else:
-        note += "."
-    note += " Click a layer name in the table to jump to its figures.</p>"
-    return note + "\n".join(blocks)
-
-
-def _provenance_section(report: Report) -> str:
+def provenance_section(report: Report) -> str:
+    """Versions, files, hashes and options, as a table."""
     import json
 
     items = {**report.provenance, **{f"option {k}": v for k, v in report.options.items()}}
@@ -474,96 +381,16 @@ def _provenance_section(report: Report) -> str:
     return sortable_table(frame, table_id="provenance")
 
 
-def report_html(
-    report: Report,
-    *,
-    title: str | None = None,
-    diagnostics: DiagnosticsChoice = "auto",
-    max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
-    dpi: float = 72,
-) -> str:
-    """The self-contained HTML report of one model (see the module docstring).
-
-    Args:
-        report: an analysis report; per-layer diagnostics need its eigenvalues
-            (``analyze(..., keep_eigenvalues=True)``), the rest does not.
-        title: page title (default: from the model's source).
-        diagnostics: which layers get fit-diagnostics figures (:func:`select_diagnostic_layers`).
-        max_diagnostics: the cap of ``"auto"`` (each figure adds ≈ 25 kB).
-        dpi: resolution of the figures.
-    """
-    from alphahat.plot.model import correlation_flow_plot, metric_histograms_plot
-
-    if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
-        raise ValueError(f"max_diagnostics must be an integer ≥ 0; got {max_diagnostics!r}")
-    source = str(report.provenance.get("source", "")) or "model"
-    title = title or f"alphahat report — {source}"
-    evals = report.eigenvalues or {}
-    names = select_diagnostic_layers(report.details, evals.keys(), diagnostics, max_diagnostics)
-    anchors = set(names)
-    summary = report.summary()
-    has_rows = bool(len(report.details))
-    figures = ""
-    if has_rows:
-        flow = thumbnail_png_data_uri(correlation_flow_plot(report), dpi=dpi, colors=64)
-        hists = thumbnail_png_data_uri(metric_histograms_plot(report), dpi=dpi, colors=64)
-        figures = (
-            '<div class="figures">'
-            + _img(flow, "correlation flow", "Correlation flow: α and log₁₀ λ_max by layer.")
-            + _img(hists, "histograms", "Histograms of α (2 ≤ α ≤ 6 shaded) and log₁₀ λ_max.")
-            + "</div>"
-        )
-    if not evals:
-        diag = (
-            "<p class='note'>No per-layer figures: this report holds no eigenvalues "
-            "(analyse with <code>keep_eigenvalues=True</code>).</p>"
-        )
-    else:
-        capped = diagnostics == "auto" and len(names) < len(evals)
-        diag = _diagnostic_section(report, names, len(evals), dpi, capped)
-    nav = " · ".join(
-        f'<a href="#{i}">{t}</a>'
-        for i, t in (
-            ("summary", "Summary"),
-            ("warnings", "Warnings"),
-            ("figures", "Figures"),
-            ("layers", "Layers"),
-            ("diagnostics", "Diagnostics"),
-            ("provenance", "Provenance"),
-        )
-    )
-    body = f"""<header><h1>{html.escape(title)}</h1>
-<p class="muted">{len(report.details)} layers analysed · {summary.model.num_layers} fitted ·
-alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)))}</p>
-<nav>{nav}</nav></header>
-<section id="summary-section"><h2 id="summary">Model summary</h2>{summary.to_html()}</section>
-<section><h2 id="warnings">Warnings</h2>{_warnings_section(report, anchors)}</section>
-<section><h2 id="figures">Model figures</h2>{figures or "<p>No layers.</p>"}</section>
-<section><h2 id="layers-heading">Layers</h2>
-<p class="muted">Click a column header to sort; click a layer name for its diagnostics.</p>
-{_layer_table(report, anchors)}</section>
-<section><h2 id="diagnostics">Fit diagnostics</h2>{diag}</section>
-<section><h2 id="provenance">Provenance</h2>{_provenance_section(report)}</section>"""
-    return html_page(title, body)
-
-
-def write_html_report(report: Report, path: str | Path, **options: Any) -> Path:
-    """Write :func:`report_html` to ``path`` atomically; returns the path."""
-    target = Path(path)
-    write_atomic(target, report_html(report, **options))
-    return target
-
-
 __all__ = [
     "DEFAULT_MAX_DIAGNOSTICS",
     "REPORT_TABLE_COLUMNS",
-    "figure_png_data_uri",
+    "figure_html",
     "format_cell",
     "html_page",
     "layer_anchor",
-    "report_html",
+    "layer_table_html",
+    "provenance_section",
     "select_diagnostic_layers",
     "sortable_table",
-    "thumbnail_png_data_uri",
-    "write_html_report",
+    "warnings_section",
 ]

@@ -1,40 +1,15 @@
-"""Atomic file output: write to a temporary file beside the target, fsync, then rename."""
+"""Report output: JSON and CSV text, written atomically (:mod:`alphahat.engine.files`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alphahat.engine.files import write_atomic
+
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def _default_file_mode() -> int:
-    """0o666 minus the process umask: the mode ``open(path, "w")`` would give a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write ``text`` (UTF-8, or bytes as given) to ``path``; readers see old or new, never half."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    try:
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; outputs are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_output(data: Any, path: str | Path | None = None) -> str:
@@ -51,3 +26,6 @@ def csv_output(frame: pd.DataFrame, path: str | Path | None = None) -> str:
     if path is not None:
         write_atomic(Path(path), text)
     return text
+
+
+__all__ = ["csv_output", "json_output", "write_atomic"]

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alphahat._imports import loaded
+from alphahat.engine.files import file_sha256
 from alphahat.errors import SourceError
 from alphahat.sources.arrays import MappingSource, NpySource, NpzSource
 from alphahat.sources.base import (
     FLOAT_DTYPES,
     TensorRef,
     WeightSource,
-    file_sha256,
     natural_key,
     read_model_config,
 )
@@ -29,7 +30,7 @@ from alphahat.sources.deltas import DeltaSource
 from alphahat.sources.gguf_files import GGUFSource
 from alphahat.sources.keras_files import KerasFileSource, KerasModelSource, is_keras_model
 from alphahat.sources.onnx_files import OnnxSource
-from alphahat.sources.peft_adapters import LoraSource, is_adapter_folder
+from alphahat.sources.peft_adapters import LoraSource, adapter_weights_file, is_adapter_folder
 from alphahat.sources.safetensors_files import (
     INDEX_SUFFIX,
     SafetensorsSource,
@@ -42,6 +43,7 @@ __all__ = [
     "FLOAT_DTYPES",
     "SUPPORTED_SUFFIXES",
     "TensorRef",
+    "SourceSpec",
     "WeightSource",
     "file_sha256",
     "open_source",
@@ -120,7 +122,7 @@ def _open_path(path: Path, unsafe_load: bool) -> WeightSource:
 
 def _open_folder(folder: Path, unsafe_load: bool, index: Path | None = None) -> WeightSource:
     if index is None and is_adapter_folder(folder):
-        return LoraSource(folder, unsafe_load=unsafe_load)
+        return _lora(folder, unsafe_load)
     indexes = sorted(folder.glob(f"*{INDEX_SUFFIX}"))
     if index is None and len(indexes) > 1:
         names = ", ".join(p.name for p in indexes)
@@ -145,6 +147,12 @@ def _open_folder(folder: Path, unsafe_load: bool, index: Path | None = None) -> 
         f"{folder}: no weights found (looked for *.safetensors, a *{INDEX_SUFFIX}, "
         f"and {', '.join('*' + s for s in _TORCH_SUFFIXES)})"
     )
+
+
+def _lora(folder: Path, unsafe_load: bool, base: WeightSource | None = None) -> WeightSource:
+    """A LoRA adapter folder, its weight file opened as an ordinary checkpoint."""
+    adapter = open_source(adapter_weights_file(folder), unsafe_load=unsafe_load)
+    return LoraSource(folder, adapter, base)
 
 
 def _refuse_escapes(folder: Path, paths: list[Path]) -> None:
@@ -179,5 +187,33 @@ def open_with_base(model: Any, base: Any, *, unsafe_load: bool = False) -> Weigh
     """
     base_source = open_source(base, unsafe_load=unsafe_load)
     if isinstance(model, str | os.PathLike) and is_adapter_folder(Path(model)):
-        return LoraSource(Path(model), base_source, unsafe_load=unsafe_load)
+        return _lora(Path(model), unsafe_load, base_source)
     return DeltaSource(open_source(model, unsafe_load=unsafe_load), base_source)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How another process opens the same model: ``open_source(path, **options)``.
+
+    A model named by path (absolute, so a worker with another working directory finds it) plus
+    the keyword arguments of :func:`open_source`; no weights travel with it. A worker opens it
+    (reading headers only) and reads just the tensors its tasks name.
+
+    Attributes:
+        path: absolute path of the model file or checkpoint folder.
+        options: keyword arguments of ``open_source`` as sorted (name, value) pairs.
+    """
+
+    path: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, model: Any, **options: Any) -> SourceSpec | None:
+        """The spec of a path-like ``model``; None for in-memory models."""
+        if not isinstance(model, str | os.PathLike):
+            return None
+        return cls(str(Path(model).resolve()), tuple(sorted(options.items())))
+
+    def open(self) -> WeightSource:
+        """Open the source (headers only)."""
+        return open_source(self.path, **dict(self.options))

@@ -195,34 +195,6 @@ def float8_to_float32(raw: npt.NDArray[np.uint8], dtype: str) -> npt.NDArray[np.
     return FLOAT8_VALUES[dtype][raw]
 
 
-def file_sha256(
-    path: str | Path,
-    *,
-    chunk_size: int = 8 << 20,
-    cancelled: Callable[[], bool] | None = None,
-) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks into one reused buffer (constant memory).
-
-    Chunks are large on purpose: a thread hashing beside busy Python code waits for the GIL
-    once per chunk (up to the 5 ms switch interval), so 1 MiB chunks made a 90 MB file take
-    four times longer in the background than alone.
-
-    Raises:
-        InterruptedError: ``cancelled`` (polled between chunks) returned true.
-    """
-    import hashlib
-
-    digest = hashlib.sha256()
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
-        while size := handle.readinto(view):
-            if cancelled is not None and cancelled():
-                raise InterruptedError(f"{path}: hashing was cancelled")
-            digest.update(view[:size])
-    return digest.hexdigest()
-
-
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """JSON object hook: a key given twice is a forged or corrupt header (parsers disagree)."""
     out: dict[str, Any] = {}

@@ -131,19 +131,27 @@ def lora_delta(a: Array, b: Array, scale: float, embedding: bool, fan_in_fan_out
     return out.T if fan_in_fan_out else out
 
 
+def adapter_weights_file(folder: Path) -> Path:
+    """The adapter's weight file in ``folder`` (``adapter_model.safetensors`` or ``.bin``)."""
+    weights = next((folder / f for f in ADAPTER_FILES if (folder / f).is_file()), None)
+    if weights is None:
+        raise SourceError(f"{folder}: an adapter folder without {' or '.join(ADAPTER_FILES)}")
+    return weights
+
+
 class LoraSource(WeightSource):
-    """A PEFT LoRA adapter folder; with ``base``, merged and base views of each adapted module."""
+    """A PEFT LoRA adapter folder; with ``base``, merged and base views of each adapted module.
 
-    def __init__(self, folder: Path, base: WeightSource | None = None, **open_kwargs: Any) -> None:
-        from alphahat.sources import open_source  # the adapter file is an ordinary checkpoint
+    ``adapter`` is the opened :func:`adapter_weights_file` (an ordinary checkpoint file).
+    """
 
+    def __init__(
+        self, folder: Path, adapter: WeightSource, base: WeightSource | None = None
+    ) -> None:
         self.folder = folder
         self.base = base
         self.config = read_lora_config(folder / ADAPTER_CONFIG)
-        weights = next((folder / f for f in ADAPTER_FILES if (folder / f).is_file()), None)
-        if weights is None:
-            raise SourceError(f"{folder}: an adapter folder without {' or '.join(ADAPTER_FILES)}")
-        self.adapter = open_source(weights, **open_kwargs)
+        self.adapter = adapter
         self.description = f"LoRA adapter {folder}" + (f" on {base.description}" if base else "")
         self.files = (folder / ADAPTER_CONFIG, *self.adapter.files, *(base.files if base else ()))
         self._refs = self._build()

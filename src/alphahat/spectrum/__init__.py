@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -62,7 +62,7 @@ class LayerSpectrum:
         guarded: the eigenvalues must pass :meth:`resolves` before a fit may use them.
     """
 
-    eigenvalues: FloatArray
+    eigenvalues: FloatArray = field(repr=False)
     N: int
     M: int
     num_matrices: int

@@ -3,47 +3,42 @@
 from __future__ import annotations
 
 import time
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from alphahat.cli import _fail, _note
+from alphahat.cli._shared import fail, note
 from alphahat.errors import AlphahatError
 
 if TYPE_CHECKING:
-    from alphahat.zoo import TrainedMLP, ZooModel
+    from alphahat.zoo import TrainedMLP, ZooModel, ZooSize
 
 
-class ZooSizeOption(StrEnum):
-    """Sizes of the zoo."""
-
-    full = "full"
-    tiny = "tiny"
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``alphahat zoo`` command group."""
-    zoo_app = typer.Typer(
+def zoo_app() -> typer.Typer:
+    """The ``alphahat zoo`` command group."""
+    group = typer.Typer(
         name="zoo",
         help="A model zoo to try compare on: MLPs trained on scikit-learn's digits.",
         no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
     )
 
-    @zoo_app.command("build")
+    @group.command("build")
     def build(
         directory: Annotated[
             Path, typer.Argument(metavar="DIR", help="Folder to write the zoo into.")
         ],
         size: Annotated[
-            ZooSizeOption,
+            str,
             typer.Option(
                 "--size",
+                metavar="full|tiny",
                 help="full: 4 depth groups × 12 models (a few minutes on 2 cores); tiny: 2 × 4 "
                 "small models (seconds, for tests).",
             ),
-        ] = ZooSizeOption.full,
+        ] = "full",
         jobs: Annotated[
             int, typer.Option("--jobs", "-j", min=1, help="Models trained at once (processes).")
         ] = 1,
@@ -59,7 +54,7 @@ def register(app: typer.Typer) -> None:
 
         def progress(done: int, total: int, model: ZooModel, trained: TrainedMLP) -> None:
             if not quiet:
-                _note(
+                note(
                     f"[{done}/{total}] {model.relative_path}: test accuracy "
                     f"{100 * trained.test_accuracy:.2f}%, train {100 * trained.train_accuracy:.2f}%"
                     f" ({time.monotonic() - start:.0f} s)"
@@ -67,13 +62,13 @@ def register(app: typer.Typer) -> None:
 
         try:
             manifest = build_zoo(
-                directory, size=size.value, jobs=jobs, overwrite=force, progress=progress
+                directory, size=cast("ZooSize", size), jobs=jobs, overwrite=force, progress=progress
             )
         except (AlphahatError, ValueError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except OSError as exc:
-            _fail(f"{directory}: cannot write the zoo: {exc.strerror or exc}")
+            fail(f"{directory}: cannot write the zoo: {exc.strerror or exc}")
         if not quiet:
-            _note(f"wrote {manifest}; compare with: alphahat compare {manifest}")
+            note(f"wrote {manifest}; compare with: alphahat compare {manifest}")
 
-    app.add_typer(zoo_app)
+    return group

@@ -1,0 +1,202 @@
+"""The self-contained HTML report of one model, with its figures.
+
+Summary, warnings, the correlation flow and metric histograms, the sortable per-layer table,
+a per-layer drill-down with the fit diagnostics and the Marchenko–Pastur fit, and the
+provenance — one file, nothing fetched from the network. The page and its tables are
+:mod:`alphahat.report.html`; the figures :mod:`alphahat.plot`. Every figure of a layer draws
+the fit its row reports: the report's kept fit (``analyze(..., keep_fits=True)``), else the
+row's own numbers (:func:`alphahat.plot.fit_of_row`), never a new fit with other options.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from alphahat._version import __version__
+from alphahat.report.html import (
+    DEFAULT_MAX_DIAGNOSTICS,
+    DiagnosticsChoice,
+    figure_html,
+    format_cell,
+    html_page,
+    layer_anchor,
+    layer_table_html,
+    provenance_section,
+    select_diagnostic_layers,
+    warnings_section,
+)
+from alphahat.report.io import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from alphahat.report import Report
+
+#: Palette colours of a layer's thumbnails (model figures get twice as many).
+THUMBNAIL_COLORS = 32
+
+
+def layer_figures(report: Report, row: Mapping[str, Any]) -> list[tuple[str, Figure | str]]:
+    """The drill-down figures of one layer: (what, figure), or (what, why there is none).
+
+    The diagnostics draw the layer's fit (see the module docstring); the MP figure the
+    analysis' MP fit when ``mp_fit`` was on, else an MP fit of the same eigenvalues.
+    """
+    from alphahat.plot import fit_diagnostics, mp_fit_plot, new_figure
+    from alphahat.plot.save import layer_inputs
+
+    name = str(row["name"])
+    evals = np.asarray(report.eigenvalues[name], dtype=np.float64)
+    out: list[tuple[str, Figure | str]] = []
+    try:
+        fit = layer_inputs(report, row, evals, "diagnostics")["fit"]
+        out.append(("fit diagnostics", fit_diagnostics(evals, fit, width=8.0, height=5.6)))
+    except (ValueError, ArithmeticError) as exc:
+        out.append(("fit diagnostics", f"No diagnostics figure: {exc}"))
+    try:
+        mp_fit = layer_inputs(report, row, evals, "mp-fit")["mp_fit"]
+        figure = new_figure(5.0, 3.6)
+        mp_fit_plot(evals, mp_fit, ax=figure.add_subplot())
+        out.append(("Marchenko–Pastur fit", figure))
+    except (ValueError, ArithmeticError, TypeError) as exc:
+        out.append(("Marchenko–Pastur fit", f"No MP figure: {exc}"))
+    return out
+
+
+def _diagnostic_section(
+    report: Report, names: Sequence[str], num_available: int, dpi: float, capped: bool
+) -> str:
+    from alphahat.plot import figure_data_uri
+
+    records: list[dict[str, Any]] = report.details.to_dict("records")  # type: ignore[assignment]
+    by_name = {str(r["name"]): r for r in records}
+    blocks: list[str] = []
+    for name in names:
+        row = by_name[name]
+        layer_id = int(row["layer_id"])
+        heading = (
+            f"{layer_id}: {name} — {row['kind']} {row['N']}×{row['M']}, "
+            f"α = {format_cell(row['alpha'])}, D = {format_cell(row['D'])}, {row['status']}"
+        )
+        figures = []
+        for what, drawn in layer_figures(report, row):
+            if isinstance(drawn, str):
+                figures.append(f"<p class='note'>{html.escape(drawn)}</p>")
+            else:
+                uri = figure_data_uri(drawn, dpi=dpi, colors=THUMBNAIL_COLORS)
+                figures.append(figure_html(uri, f"{what} of {name}"))
+        blocks.append(
+            f'<details class="layer" id="{layer_anchor(layer_id)}">'
+            f"<summary>{html.escape(heading)}</summary>"
+            f'<div class="figures">{"".join(figures)}</div></details>'
+        )
+    other = (
+        "Draw any other layer with <code>alphahat plot MODEL --layer NAME</code>, or make the "
+        "report with <code>--diagnostics all</code>."
+    )
+    if not names:
+        return f"<p class='note'>No fit-diagnostics figures in this report. {other}</p>"
+    note = (
+        f"<p class='note'>Fit diagnostics (log-log, lin-lin and log-lin ESD with the fitted "
+        f"tail law; KS distance D against x_min) for {len(names)} of {num_available} layers"
+    )
+    if len(names) < num_available:
+        which = "the flagged ones and an even sample of the others" if capped else "as asked"
+        note += f" ({which}). {other}"
+    else:
+        note += "."
+    note += " Click a layer name in the table to jump to its figures.</p>"
+    return note + "\n".join(blocks)
+
+
+def _model_figures(report: Report, dpi: float) -> str:
+    from alphahat.plot import figure_data_uri
+    from alphahat.plot.model import correlation_flow_plot, metric_histograms_plot
+
+    if not len(report.details):
+        return "<p>No layers.</p>"
+    colors = 2 * THUMBNAIL_COLORS
+    flow = figure_data_uri(correlation_flow_plot(report), dpi=dpi, colors=colors)
+    hists = figure_data_uri(metric_histograms_plot(report), dpi=dpi, colors=colors)
+    return (
+        '<div class="figures">'
+        + figure_html(flow, "correlation flow", "Correlation flow: α and log₁₀ λ_max by layer.")
+        + figure_html(hists, "histograms", "Histograms of α (2 ≤ α ≤ 6 shaded) and log₁₀ λ_max.")
+        + "</div>"
+    )
+
+
+def report_html(
+    report: Report,
+    *,
+    title: str | None = None,
+    diagnostics: DiagnosticsChoice = "auto",
+    max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
+    dpi: float = 72,
+) -> str:
+    """The self-contained HTML report of one model (see the module docstring).
+
+    Args:
+        report: an analysis report; per-layer diagnostics need its eigenvalues
+            (``analyze(..., keep_fits=True)``, or ``keep_eigenvalues=True``), the rest does not.
+        title: page title (default: from the model's source).
+        diagnostics: which layers get fit-diagnostics figures (:func:`select_diagnostic_layers`).
+        max_diagnostics: the cap of ``"auto"`` (each figure adds ≈ 25 kB).
+        dpi: resolution of the figures.
+    """
+    if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
+        raise ValueError(f"max_diagnostics must be an integer ≥ 0; got {max_diagnostics!r}")
+    source = str(report.provenance.get("source", "")) or "model"
+    title = title or f"alphahat report — {source}"
+    evals = report.eigenvalues or {}
+    names = select_diagnostic_layers(report.details, evals.keys(), diagnostics, max_diagnostics)
+    anchors = set(names)
+    summary = report.summary()
+    if not evals:
+        diag = (
+            "<p class='note'>No per-layer figures: this report holds no eigenvalues "
+            "(analyse with <code>keep_fits=True</code> or <code>keep_eigenvalues=True</code>)."
+            "</p>"
+        )
+    else:
+        capped = diagnostics == "auto" and len(names) < len(evals)
+        diag = _diagnostic_section(report, names, len(evals), dpi, capped)
+    nav = " · ".join(
+        f'<a href="#{i}">{t}</a>'
+        for i, t in (
+            ("summary", "Summary"),
+            ("warnings", "Warnings"),
+            ("figures", "Figures"),
+            ("layers", "Layers"),
+            ("diagnostics", "Diagnostics"),
+            ("provenance", "Provenance"),
+        )
+    )
+    body = f"""<header><h1>{html.escape(title)}</h1>
+<p class="muted">{len(report.details)} layers analysed · {summary.model.num_layers} fitted ·
+alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)))}</p>
+<nav>{nav}</nav></header>
+<section id="summary-section"><h2 id="summary">Model summary</h2>{summary.to_html()}</section>
+<section><h2 id="warnings">Warnings</h2>{warnings_section(report, anchors)}</section>
+<section><h2 id="figures">Model figures</h2>{_model_figures(report, dpi)}</section>
+<section><h2 id="layers-heading">Layers</h2>
+<p class="muted">Click a column header to sort; click a layer name for its diagnostics.</p>
+{layer_table_html(report, anchors)}</section>
+<section><h2 id="diagnostics">Fit diagnostics</h2>{diag}</section>
+<section><h2 id="provenance">Provenance</h2>{provenance_section(report)}</section>"""
+    return html_page(title, body)
+
+
+def write_html_report(report: Report, path: str | Path, **options: Any) -> Path:
+    """Write :func:`report_html` to ``path`` atomically; returns the path."""
+    target = Path(path)
+    write_atomic(target, report_html(report, **options))
+    return target
+
+
+__all__ = ["THUMBNAIL_COLORS", "layer_figures", "report_html", "write_html_report"]

@@ -1,0 +1,263 @@
+"""The per-layer core: one layer's matrices and the options in, a frozen :class:`LayerResult` out.
+
+Pure computation: NumPy arrays in, dataclasses out; no threads, no I/O. The stages, in order:
+
+1. **Spectrum** (:mod:`alphahat.spectrum`): λ = σ² of the matrices (times the conv scale),
+   pooled and sorted, by the options' backend; with ``fft`` a conv kernel's operator spectrum
+   (:mod:`alphahat.spectrum.conv_fft`).
+2. **Fit** (:func:`fit_stage`): the tail fit under the options' policy
+   (:func:`alphahat.fit.esd.fit_esd`: the sample, the x_min search, TPL, vetting and
+   ``num_pl_spikes``). A guarded fast spectrum (the Gram path) that does not resolve the
+   fit's cut-off and x_min is recomputed by the SVD and fitted again — the only retry.
+3. **The reference tool's other computations**, each on request: the Marchenko–Pastur fit of
+   the bulk (``mp_fit``), the element-shuffled ESD with its own MP fit and the correlation
+   traps (``randomize``), the detX condition (``detX``) and eigenvector localization
+   (``vectors``); they read the fit stage's ``num_pl_spikes``.
+4. **Metrics** (:func:`alphahat.metrics.layer_metrics`): the row's numbers, read from the
+   spectrum and the fit, never recomputed.
+
+An error (NaN weights, an SVD that does not converge, …) is raised; the caller's error scope
+turns it into a ``failed`` row (:func:`failed_row`, :func:`error_reason`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from alphahat.errors import AlphahatError
+from alphahat.fit import fit_power_law
+from alphahat.fit.esd import LayerFit, fit_esd
+from alphahat.fit.marchenko_pastur import MarchenkoPasturFit, fit_marchenko_pastur
+from alphahat.metrics import layer_metrics
+from alphahat.metrics.detx import detx_condition
+from alphahat.metrics.eigenvectors import eigenvector_columns
+from alphahat.metrics.randomization import mp_columns, randomization_columns
+from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
+from alphahat.spectrum import LayerSpectrum, layer_spectrum
+from alphahat.spectrum.randomize import RandomizedSpectrum, layer_randomized_spectrum
+
+Array = npt.NDArray[np.generic]
+FloatArray = npt.NDArray[np.float64]
+
+#: Errors that fail one layer with their message as the reason (anything else is a bug of
+#: ours, reported as an internal error; both leave the other layers untouched).
+LAYER_ERRORS: tuple[type[BaseException], ...] = (
+    AlphahatError,
+    ValueError,
+    ArithmeticError,
+    MemoryError,
+    OSError,
+)
+
+
+def error_reason(exc: BaseException) -> str:
+    """The ``reason`` of a layer that failed with ``exc``."""
+    if isinstance(exc, LAYER_ERRORS):
+        return str(exc) or type(exc).__name__
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True, eq=False)
+class LayerResult:
+    """Everything the analysis of one layer computed.
+
+    Attributes:
+        spectrum: the layer's ESD (sorted λ, N, M, matrices pooled, how it was computed).
+        fit: the tail fit the row reports (its sample, threshold, policy and x_min search).
+        row: the metric columns of the layer's row (α, α̂, D, norms, the options' columns,
+            ``spectrum_method``, ``status``, ``reason``); plan columns (name, shape, …) are
+            the caller's. Read-only by convention.
+        mp_fit: the Marchenko–Pastur fit of the bulk (with ``mp_fit``).
+        randomized: the element-shuffled ESD (with ``randomize``).
+        randomized_mp_fit: the MP fit of the shuffled ESD (with ``randomize``).
+    """
+
+    spectrum: LayerSpectrum
+    fit: LayerFit
+    row: Mapping[str, Any] = field(repr=False)
+    mp_fit: MarchenkoPasturFit | None = None
+    randomized: RandomizedSpectrum | None = field(default=None, repr=False)
+    randomized_mp_fit: MarchenkoPasturFit | None = None
+
+    @property
+    def eigenvalues(self) -> FloatArray:
+        """The layer's eigenvalues λ, ascending."""
+        return self.spectrum.eigenvalues
+
+    @property
+    def status(self) -> str:
+        """``fitted`` or ``failed``."""
+        return str(self.row["status"])
+
+    @property
+    def reason(self) -> str:
+        """Why the layer failed (empty when fitted)."""
+        return str(self.row["reason"])
+
+
+def _oriented(matrices: Sequence[npt.ArrayLike] | npt.ArrayLike) -> list[Array]:
+    """The matrices as 2-D arrays, each N × M with N ≥ M (a transposed view where needed)."""
+    if isinstance(matrices, np.ndarray) or not isinstance(matrices, Sequence):
+        items: list[Any] = [matrices]
+    else:
+        items = list(matrices)
+    out = []
+    for item in items:
+        matrix = np.asarray(item)
+        if matrix.ndim != 2:
+            raise ValueError(f"a layer's matrices must be 2-D; got shape {matrix.shape}")
+        out.append(matrix.T if matrix.shape[0] < matrix.shape[1] else matrix)
+    if not out:
+        raise ValueError("no matrices to analyse")
+    shapes = {m.shape for m in out}
+    if len(shapes) > 1:
+        raise ValueError(f"a layer's matrices must have one shape; got {sorted(shapes)}")
+    return out
+
+
+def fit_stage(
+    spectrum: LayerSpectrum,
+    matrices: Sequence[Array],
+    scale: float,
+    options: AnalysisOptions,
+) -> tuple[LayerSpectrum, LayerFit]:
+    """The layer's fit, and the spectrum it was made on.
+
+    A guarded spectrum (the Gram path) must resolve the fit: no eigenvalue within its error
+    bound of ``evals_threshold``, and every tail eigenvalue's relative error below 1e-6
+    (:meth:`~alphahat.spectrum.LayerSpectrum.resolves`); where it does not, the eigenvalues
+    are recomputed by the float64 SVD (``method`` ``svd (gram guard)``) and fitted again.
+    """
+    policy = options.fit_policy
+    fit = fit_esd(spectrum.eigenvalues, spectrum.N, policy)
+    tail_start = fit.searched_xmin if math.isfinite(fit.searched_xmin) else None
+    if not spectrum.resolves(options.evals_threshold, tail_start):
+        spectrum = replace(layer_spectrum(matrices, scale), method="svd (gram guard)")
+        fit = fit_esd(spectrum.eigenvalues, spectrum.N, policy)
+    return spectrum, fit
+
+
+@dataclass(frozen=True)
+class _Extras:
+    """The reference tool's other computations of one layer."""
+
+    columns: dict[str, Any]
+    mp_fit: MarchenkoPasturFit | None = None
+    randomized: RandomizedSpectrum | None = None
+    randomized_mp_fit: MarchenkoPasturFit | None = None
+
+
+def _extras(
+    spectrum: LayerSpectrum,
+    fit: LayerFit,
+    matrices: Sequence[Array],
+    weight: Array | None,
+    scale: float,
+    name: str,
+    options: AnalysisOptions,
+) -> _Extras:
+    """The ``mp_fit``, ``randomize``, ``detX`` and ``vectors`` columns (and fits) of a layer."""
+    evals, N, M = spectrum.eigenvalues, spectrum.N, spectrum.M
+    columns: dict[str, Any] = {}
+    mp = shuffled = shuffled_mp = None
+    if options.mp_fit:
+        mp = fit_marchenko_pastur(evals, N=N, M=M)
+        columns.update(mp_columns(mp))
+    if options.randomize:
+        stored = weight if weight is not None else matrices[0]
+        shuffled = layer_randomized_spectrum(
+            stored, matrices, scale, seed=options.seed, name=name, exact=options.backend == "svd"
+        )
+        shuffled_mp = fit_marchenko_pastur(shuffled.eigenvalues, N=N, M=M)
+        replicas = len(shuffled.replicas)
+        columns.update(randomization_columns(evals, shuffled.eigenvalues, shuffled_mp, replicas))
+    if options.detX:
+        condition = detx_condition(evals)
+        columns["detX_num"] = condition.num
+        columns["detX_val"] = condition.value
+        spikes = fit.num_pl_spikes
+        columns["ERG_gap"] = None if spikes is None else condition.num - spikes
+    if options.vectors:
+        columns.update(eigenvector_columns(matrices, fit.num_pl_spikes, scale))
+    return _Extras(columns, mp, shuffled, shuffled_mp)
+
+
+def _spectrum(
+    matrices: list[Array], weight: Array | None, scale: float, options: AnalysisOptions
+) -> tuple[LayerSpectrum, list[Array]]:
+    """Stage 1: the layer's spectrum, and the matrices the other stages use."""
+    if options.fft and weight is not None and weight.ndim >= 3:
+        from alphahat.spectrum.conv_fft import conv_operator_spectrum
+
+        return conv_operator_spectrum(weight, options.fft_size, scale), []
+    spectrum = layer_spectrum(matrices, scale, backend=options.backend, device=options.device)
+    return spectrum, matrices
+
+
+def analyse_layer(
+    matrices: Sequence[npt.ArrayLike] | npt.ArrayLike,
+    options: AnalysisOptions | None = None,
+    *,
+    scale: float = 1.0,
+    name: str = "",
+    weight: npt.ArrayLike | None = None,
+) -> LayerResult:
+    """Analyse one layer: its spectrum, fits and metric row (see the module docstring).
+
+    Args:
+        matrices: the layer's matrix, or its matrices (one per conv kernel position, all of
+            one shape); each is used as N × M with N ≥ M (transposed if needed).
+        options: the analysis options (default: the defaults); ``layers``, ``min_evals`` and
+            the other planning options do not apply to a single layer.
+        scale: multiplier of the matrices before the spectrum (the conv scale convention).
+        name: the layer's name, which seeds its shuffles with ``randomize``.
+        weight: the tensor as stored, when it is not the one matrix given: ``randomize``
+            shuffles a 2-D weight as stored, and ``fft`` needs a conv kernel (out, in, k…).
+
+    Raises:
+        alphahat.errors.LayerError: non-finite weights, or eigenvalues outside float64.
+        ValueError: matrices that are not 2-D or not of one shape.
+    """
+    options = options if options is not None else ANALYSIS_DEFAULTS
+    oriented = _oriented(matrices)
+    stored = np.asarray(weight) if weight is not None else None
+    if stored is None and (isinstance(matrices, np.ndarray) or not isinstance(matrices, Sequence)):
+        stored = np.asarray(matrices)  # one matrix, as given
+    spectrum, used = _spectrum(oriented, stored, scale, options)
+    spectrum, fit = fit_stage(spectrum, used, scale, options)
+    row = layer_metrics(spectrum.eigenvalues, spectrum.N, fit)
+    row.update(fit.columns())
+    row["spectrum_method"] = spectrum.method
+    extras = _extras(spectrum, fit, used, stored, scale, name, options)
+    row.update(extras.columns)
+    if fit.fitted:
+        row["status"], row["reason"] = "fitted", ""
+    else:
+        row["status"], row["reason"] = "failed", f"power-law fit: {fit.status}: {fit.reason}"
+    return LayerResult(
+        spectrum, fit, row, extras.mp_fit, extras.randomized, extras.randomized_mp_fit
+    )
+
+
+def failed_row(reason: str) -> dict[str, Any]:
+    """The metric columns of a layer that failed before it had a spectrum: all missing."""
+    row: dict[str, Any] = layer_metrics(np.empty(0), 1, fit_power_law([]))
+    row.update({"num_pl_spikes": None, "matrix_rank": None})
+    row.update({"status": "failed", "reason": reason})
+    return row
+
+
+__all__ = [
+    "LAYER_ERRORS",
+    "LayerResult",
+    "analyse_layer",
+    "error_reason",
+    "failed_row",
+    "fit_stage",
+]
