@@ -302,19 +302,28 @@ def test_each_model_file_is_hashed_once(series: Path, monkeypatch: pytest.Monkey
     import hashlib
 
     import alphahat.compare.run as run_module
+    import alphahat.engine.hashing as hashing_module
     import alphahat.sources as sources_module
 
     hashed: list[str] = []
+    opened: list[str] = []
     real = sources_module.file_sha256
+    real_open = run_module.open_source
 
     def counting(path, **kw):  # type: ignore[no-untyped-def]
         hashed.append(str(path))
         return real(path, **kw)
 
+    def counting_open(path, **kw):  # type: ignore[no-untyped-def]
+        opened.append(str(path))
+        return real_open(path, **kw)
+
     monkeypatch.setattr(run_module, "file_sha256", counting)
-    monkeypatch.setattr(sources_module, "file_sha256", counting)  # the provenance thread's
+    monkeypatch.setattr(hashing_module, "file_sha256", counting)  # the provenance thread's
+    monkeypatch.setattr(run_module, "open_source", counting_open)
     result = compare(series, num_bootstrap=0)
     assert len(hashed) == 9 and len(set(hashed)) == 9  # 9 files, each read once
+    assert len(opened) == 9 and len(set(opened)) == 9  # each model opened once
     path = series.parent / "m0.safetensors"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert list(result.reports["m0.safetensors"].provenance["file_sha256"].values()) == [digest]

@@ -547,7 +547,7 @@ def test_plot_command(minilm_path: Path, tmp_path: Path) -> None:
     assert bad.exit_code in (1, 2)
 
 
-def test_randomized_figure_from_the_cli_uses_analyze_s_shuffles(minilm_path, tmp_path):
+def test_randomized_figure_from_the_cli_uses_analyze_s_shuffles(minilm_path, tmp_path, monkeypatch):
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -563,6 +563,16 @@ def test_randomized_figure_from_the_cli_uses_analyze_s_shuffles(minilm_path, tmp
         # a shuffle keeps the entries, so the trace Σλ = ‖W‖²_F is unchanged
         frobenius = 10 ** float(report.details.set_index("name").loc[name, "log_norm"])
         assert float(shuffled[name].sum()) == pytest.approx(frobenius, rel=1e-9)
+    import alphahat.pipeline.walk as walk
+
+    loads: list[str] = []
+    real_load = walk.load_layer
+
+    def counting_load(plan):  # type: ignore[no-untyped-def]
+        loads.append(plan.ref.name)
+        return real_load(plan)
+
+    monkeypatch.setattr(walk, "load_layer", counting_load)
     result = CliRunner().invoke(
         app,
         [
@@ -571,6 +581,7 @@ def test_randomized_figure_from_the_cli_uses_analyze_s_shuffles(minilm_path, tmp
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert loads == [layers[0]]  # the figure draws the analysis' own shuffles: one read
     (png,) = tmp_path.glob("*-randomized.png")
     assert layers[0] in png.name
     with Image.open(png) as image:

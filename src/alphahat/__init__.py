@@ -15,29 +15,39 @@ from typing import TYPE_CHECKING, Any
 from alphahat._version import __version__
 
 if TYPE_CHECKING:
-    from alphahat.analysis import AnalysisOptions, analyze, describe
+    from alphahat.analysis import analyze, describe
     from alphahat.fit import PowerLawFit, fit_power_law
+    from alphahat.fit.esd import LayerFit
     from alphahat.layers import LayerFilter
+    from alphahat.pipeline import AnalysisOptions, LayerResult, analyse_layer, iter_layers
     from alphahat.report import Report, Summary
 
 __all__ = [
     "AnalysisOptions",
     "LayerFilter",
+    "LayerFit",
+    "LayerResult",
     "PowerLawFit",
     "Report",
     "Summary",
     "__version__",
+    "analyse_layer",
     "analyze",
     "describe",
     "fit_power_law",
+    "iter_layers",
 ]
 
 _LAZY = {
-    "AnalysisOptions": "alphahat.analysis",
+    "AnalysisOptions": "alphahat.pipeline",
+    "LayerResult": "alphahat.pipeline",
+    "analyse_layer": "alphahat.pipeline",
+    "iter_layers": "alphahat.pipeline",
     "analyze": "alphahat.analysis",
     "describe": "alphahat.analysis",
     "PowerLawFit": "alphahat.fit",
     "fit_power_law": "alphahat.fit",
+    "LayerFit": "alphahat.fit.esd",
     "LayerFilter": "alphahat.layers",
     "Report": "alphahat.report",
     "Summary": "alphahat.report",

@@ -54,14 +54,17 @@ def layer_figures(report: Report, row: Mapping[str, Any]) -> list[tuple[str, Fig
     evals = np.asarray(report.eigenvalues[name], dtype=np.float64)
     out: list[tuple[str, Figure | str]] = []
     try:
-        fit = layer_inputs(report, row, evals, "diagnostics")["fit"]
-        out.append(("fit diagnostics", fit_diagnostics(evals, fit, width=8.0, height=5.6)))
+        inputs = layer_inputs(report, row, evals, "mp-fit")  # the fit and the MP fit
+    except (ValueError, ArithmeticError) as exc:
+        return [(what, f"No {what} figure: {exc}") for what in ("diagnostics", "MP")]
+    try:
+        fig = fit_diagnostics(evals, inputs["fit"], width=8.0, height=5.6)
+        out.append(("fit diagnostics", fig))
     except (ValueError, ArithmeticError) as exc:
         out.append(("fit diagnostics", f"No diagnostics figure: {exc}"))
     try:
-        mp_fit = layer_inputs(report, row, evals, "mp-fit")["mp_fit"]
         figure = new_figure(5.0, 3.6)
-        mp_fit_plot(evals, mp_fit, ax=figure.add_subplot())
+        mp_fit_plot(evals, inputs["mp_fit"], ax=figure.add_subplot())
         out.append(("Marchenko–Pastur fit", figure))
     except (ValueError, ArithmeticError, TypeError) as exc:
         out.append(("Marchenko–Pastur fit", f"No MP figure: {exc}"))

@@ -268,6 +268,7 @@ class _Run:
             layers = load_planned((self.todo[i] for i in self.pending), read_ahead=True)
             for layer in layers:
                 yield LayerTask(self.options, layer.layer_id, layer.name, loaded=layer)
+                del layer  # before the next read: at most two tensors in memory
         else:
             for i in self.pending:
                 yield _portable_task(self.todo[i], self.options, reopen)

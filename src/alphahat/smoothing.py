@@ -34,13 +34,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from alphahat.layers import LayerFilter
+from alphahat.layers import LayerFilter, layer_matrices
 from alphahat.pipeline import (
     LAYER_ERRORS,
     AnalysisOptions,
     LoadedLayer,
     analyse_loaded,
-    load_layer,
     plan_layers,
 )
 from alphahat.sources import open_source
@@ -146,8 +145,9 @@ def svd_smoothing(
             if plan is None:
                 weights[ref.name] = np.asarray(ref.load())
                 continue
-            layer = load_layer(plan)
-            values = np.asarray(layer.values)
+            # the tensor as stored (a scaled float8 weight keeps its scale tensor beside it)
+            values = np.asarray(ref.load())
+            layer = LoadedLayer(plan, values, tuple(layer_matrices(values, plan)))
             row = {"name": ref.name, "method": method, "num_matrices": plan.num_matrices}
             try:
                 count = _component_count(method, layer, percent, options)

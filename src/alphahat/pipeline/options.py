@@ -65,12 +65,18 @@ class Constraint:
         return value
 
     def check(self, name: str, value: Any) -> Any:
-        """``value`` normalised, or :class:`OptionError` naming ``name``."""
+        """``value`` normalised, or :class:`OptionError` naming ``name``.
+
+        A value :meth:`normalize` refuses with a ValueError gets the same error.
+        """
         if value is None and self.optional:
             return None
         if value is None or not self.accepts(value):
             raise self.error(name, value)
-        return self.normalize(value)
+        try:
+            return self.normalize(value)
+        except ValueError:
+            raise self.error(name, value) from None
 
     def error(self, name: str, value: Any) -> OptionError:
         """The error of option ``name`` for a refused ``value``."""
@@ -217,14 +223,7 @@ class Layers(Constraint):
         return isinstance(value, Iterable) and all(isinstance(v, str) or _is_int(v) for v in value)
 
     def check(self, name: str, value: Any) -> Any:  # noqa: D102
-        if value is None:
-            return LayerFilter()
-        if not self.accepts(value):
-            raise OptionError(name, self.requirement, value)
-        try:
-            return self.normalize(value)
-        except ValueError as exc:  # an unknown kind
-            raise OptionError(name, message=f"{name}: {exc}") from None
+        return LayerFilter() if value is None else super().check(name, value)
 
     def normalize(self, value: Any) -> Any:  # noqa: D102
         if isinstance(value, LayerFilter):
@@ -242,15 +241,11 @@ class ByteSize(Constraint):
     metavar: str = "SIZE"
     optional: bool = True
 
-    def check(self, name: str, value: Any) -> Any:  # noqa: D102
-        if value is None:
-            return None
-        if not (_is_int(value) or isinstance(value, str)):
-            raise self.error(name, value)
-        try:
-            return parse_byte_size(value, name)
-        except ValueError:
-            raise self.error(name, value) from None
+    def accepts(self, value: Any) -> bool:  # noqa: D102
+        return _is_int(value) or isinstance(value, str)
+
+    def normalize(self, value: Any) -> Any:  # noqa: D102
+        return parse_byte_size(value)
 
 
 @dataclass(frozen=True)
@@ -261,13 +256,11 @@ class Device(Constraint):
     metavar: str = "DEVICE"
     optional: bool = True
 
-    def check(self, name: str, value: Any) -> Any:  # noqa: D102
-        if value is None:
-            return None
-        try:
-            check_backend("auto", value)
-        except ValueError:
-            raise self.error(name, value) from None
+    def accepts(self, value: Any) -> bool:  # noqa: D102
+        return isinstance(value, str)
+
+    def normalize(self, value: Any) -> Any:  # noqa: D102
+        check_backend("auto", value)  # a ValueError for a malformed device
         return value
 
 
