@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -875,11 +875,6 @@ def reference_options() -> tuple[OptionSpec, ...]:
     return tuple(spec for spec in OPTION_TABLE.values() if spec.reference)
 
 
-def options_of(groups: Sequence[str]) -> tuple[OptionSpec, ...]:
-    """The rows of these groups, in table order."""
-    return tuple(spec for spec in OPTION_TABLE.values() if spec.group in groups)
-
-
 __all__ = [
     "ANALYSIS_DEFAULTS",
     "EXECUTION_DEFAULTS",
@@ -895,7 +890,6 @@ __all__ = [
     "default",
     "option",
     "option_specs",
-    "options_of",
     "reference_options",
     "split_options",
 ]
