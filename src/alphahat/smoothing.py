@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,12 +34,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from alphahat.layers import LayerFilter, layer_matrices
+from alphahat.layers import LayerFilter
 from alphahat.pipeline import (
     LAYER_ERRORS,
     AnalysisOptions,
     LoadedLayer,
     analyse_loaded,
+    load_layer,
     plan_layers,
 )
 from alphahat.sources import open_source
@@ -146,8 +147,8 @@ def svd_smoothing(
                 weights[ref.name] = np.asarray(ref.load())
                 continue
             # the tensor as stored (a scaled float8 weight keeps its scale tensor beside it)
-            values = np.asarray(ref.load())
-            layer = LoadedLayer(plan, values, tuple(layer_matrices(values, plan)))
+            layer = load_layer(replace(plan, ref=ref))
+            values = np.asarray(layer.values)
             row = {"name": ref.name, "method": method, "num_matrices": plan.num_matrices}
             try:
                 count = _component_count(method, layer, percent, options)
