@@ -67,3 +67,55 @@ def test_bad_arguments_and_unfittable_samples() -> None:
     with pytest.raises(ValueError, match="cannot bootstrap"):
         power_law_goodness_of_fit([1.0, 1.0, 1.0, 1.0])
     assert math.isnan(power_law_standard_errors([2.0, 2.0, 2.0], n_boot=5).alpha)
+
+
+def test_discrete_sampler_draws_the_zeta_law_exactly() -> None:
+    # p(x) = x^(−α)/ζ(α, x_min) for x ≥ x_min: frequencies within 5 binomial standard errors
+    # at the first values and in the far tail, for several x_min (the D.6 start is crude at 1).
+    from scipy import special
+
+    from alphahat.fit._discrete import discrete_power_law_quantile
+
+    rng = np.random.default_rng(8)
+    for alpha, xmin in [(2.5, 1.0), (1.7, 3.0), (3.5, 20.0)]:
+        x = discrete_power_law_quantile(rng.random(200_000), alpha, xmin)
+        assert np.all(x == np.round(x)) and x.min() >= xmin
+        values = np.arange(xmin, xmin + 6)
+        expected = values**-alpha / special.zeta(alpha, xmin)
+        far = 10 * xmin
+        expected_far = special.zeta(alpha, far) / special.zeta(alpha, xmin)  # P(X ≥ 10 x_min)
+        observed = np.array([np.mean(x == v) for v in values] + [np.mean(x >= far)])
+        p = np.append(expected, expected_far)
+        assert np.all(np.abs(observed - p) <= 5 * np.sqrt(p * (1 - p) / x.size))
+    # r → 1 draws the cap, never inf or NaN
+    top = discrete_power_law_quantile(np.array([0.0, 1 - 1e-16]), 1.2, 1.0)
+    assert top[0] == 1.0 and top[1] == 2.0**53
+
+
+@pytest.mark.parametrize("convention", ["clauset", "powerlaw"])
+def test_discrete_goodness_of_fit_draws_integers_and_calibrates(convention: str) -> None:
+    from alphahat.fit._discrete import discrete_power_law_quantile
+
+    rng = np.random.default_rng(9)
+    zeta = discrete_power_law_quantile(rng.random(1500), 2.5, 2.0)
+    good = power_law_goodness_of_fit(zeta, n_boot=40, seed=2, discrete=True, convention=convention)
+    assert good.n_fitted == 40 and good.plausible  # integer replicates: every one is fitted
+    serial = power_law_goodness_of_fit(
+        zeta, n_boot=12, seed=4, discrete=True, convention=convention
+    )
+    parallel = power_law_goodness_of_fit(
+        zeta, n_boot=12, seed=4, discrete=True, convention=convention, workers=2
+    )
+    np.testing.assert_array_equal(serial.Ds, parallel.Ds)
+    # a Poisson sample has no power-law tail
+    bad = power_law_goodness_of_fit(
+        rng.poisson(30, 3000) + 1, n_boot=40, seed=2, discrete=True, convention=convention
+    )
+    assert bad.p_value < 0.1
+
+
+@pytest.mark.parametrize("convention", ["clauset", "powerlaw"])
+def test_goodness_of_fit_under_the_other_conventions(convention: str) -> None:
+    good = power_law_goodness_of_fit(pareto(10, 800, 2.5), n_boot=40, seed=1, convention=convention)
+    assert good.n_fitted == 40 and good.plausible
+    assert good.D == fit_power_law(pareto(10, 800, 2.5), convention=convention).D  # type: ignore[arg-type]

@@ -8,6 +8,12 @@ squared singular values of Gaussian and Student-t matrices, data with many ties,
 data, scaled by 1e-6 … 1e6, of 20 … 3000 points; both fitter conventions; block sizes down to
 one element; and a "stress" setting of the search's tuning constants that drives every code
 path (long rows, piece order, abandoning, wide tiles, the exact stage) on small samples.
+
+The search itself is also run on tables of arbitrary terms (no structure to exploit), and,
+through ``fit_power_law``, under every convention — ``"reference"``, ``"clauset"`` and
+``"powerlaw"``, continuous and discrete, with ties, x_min limits and ``min_tail`` — where the
+pruned fit must be the exhaustive one (``all_distances=True``) bit for bit, including the
+on-demand completion of ``Ds``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphahat.fit import _ks_search
+from alphahat.fit import PowerLawFit, _ks_search, fit_power_law
 from alphahat.fit._ks_search import ks_distances, ks_search, minimum_ks_candidate
 from alphahat.fit.power_law import DEFAULT_CHUNK_ELEMENTS, _ks_distances, _tail_log_sums
 
@@ -310,3 +316,193 @@ def test_exhaustive_flag_computes_every_distance() -> None:
     assert result.exact.all()
     assert same_bits(result.Ds, _ks_distances(*inputs, DEFAULT_CHUNK_ELEMENTS))
     assert result.index == int(np.nanargmin(result.Ds))
+
+
+# --------------------------------------------------------------------------------------------
+# Any terms: the search on arbitrary tables of terms
+# --------------------------------------------------------------------------------------------
+
+
+class TableTerms(_ks_search.GapTerms):
+    """Terms read from a ragged table: row r holds ``values[offsets[r] : offsets[r + 1]]``."""
+
+    def __init__(self, widths: IntArray, values: FloatArray, probe_first: bool) -> None:
+        self.widths = widths
+        self.offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.intp)
+        self.values = values
+        self.probe_first = probe_first
+
+    def params(self, rows: IntArray) -> tuple[IntArray]:
+        return (self.offsets[rows],)
+
+    def at(self, params: tuple[IntArray], k: FloatArray) -> FloatArray:
+        return np.asarray(self.values[params[0] + k.astype(np.intp)], dtype=np.float64)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    rows=st.integers(1, 120),
+    seed=st.integers(0, 2**32 - 1),
+    levels=st.sampled_from([0, 3, 50]),  # 0: continuous values; else few levels (exact ties)
+    nan_share=st.sampled_from([0.0, 0.002]),
+    stress=st.booleans(),
+    subset=st.booleans(),
+)
+def test_search_terms_finds_the_minimum_row_maximum_of_any_table(
+    rows: int, seed: int, levels: int, nan_share: float, stress: bool, subset: bool
+) -> None:
+    # No structure at all: the branch and bound may only rule a row out by one of its terms.
+    rng = np.random.default_rng(seed)
+    widths = (rows - np.arange(rows) + rng.integers(0, 40, rows)).astype(np.intp)
+    values = rng.random(int(widths.sum()))
+    if levels:
+        values = np.floor(values * levels) / levels
+    values[rng.random(values.size) < nan_share] = np.nan
+    terms = TableTerms(widths, values, probe_first=bool(rng.integers(2)))
+    chosen = np.arange(rows, dtype=np.intp)
+    if subset:
+        chosen = chosen[rng.random(rows) < 0.6]
+    offsets = terms.offsets
+    maxima = np.array([values[offsets[r] : offsets[r + 1]].max() for r in chosen])
+    with stress_constants() if stress else contextlib.nullcontext():
+        result = _ks_search.search_terms(terms, chosen, chunk_elements=int(rng.integers(1, 500)))
+        exhaustive = _ks_search.search_terms(terms, chosen, exhaustive=True)
+    assert same_bits(exhaustive.Ds, maxima)
+    if np.isnan(maxima).all():
+        assert result.index == -1
+        return
+    assert result.index == int(np.nanargmin(maxima))
+    assert same_bits(result.D, np.nanmin(maxima))
+    assert same_bits(result.Ds[result.exact], maxima[result.exact])
+
+
+def test_search_terms_rejects_bad_rows() -> None:
+    terms = TableTerms(np.array([3, 2, 1], dtype=np.intp), np.arange(6.0), False)
+    with pytest.raises(ValueError, match="increasing row"):
+        _ks_search.search_terms(terms, [2, 1])
+    with pytest.raises(ValueError, match="increasing row"):
+        _ks_search.search_terms(terms, [0, 3])
+    with pytest.raises(ValueError, match="chunk_elements"):
+        _ks_search.search_terms(terms, chunk_elements=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Every convention: the pruned fit is the exhaustive fit
+# --------------------------------------------------------------------------------------------
+
+CASES = [
+    ("reference", False),
+    ("clauset", False),
+    ("clauset", True),
+    ("powerlaw", False),
+    ("powerlaw", True),
+]
+DISCRETE_KINDS = ("zipf", "zipf_bulk", "scaled", "geometric", "levels")
+
+
+def discrete_sample(kind: str, n: int, seed: int) -> FloatArray:
+    """Integer samples: heavy tails, bulks, ties; values below and above 128 (both ζ paths)."""
+    rng = np.random.default_rng(seed)
+    if kind == "zipf":
+        x = rng.zipf(rng.uniform(1.6, 3.5), n)
+    elif kind == "zipf_bulk":
+        x = rng.zipf(rng.uniform(1.6, 3.0), n) + rng.integers(0, 30, n)
+    elif kind == "scaled":  # many distinct values: a Pareto tail above a bulk, discretised
+        x = np.ceil(sample("pareto_bulk", n, seed) * rng.choice([3.0, 30.0, 300.0]))
+    elif kind == "geometric":
+        x = rng.geometric(rng.uniform(0.02, 0.5), n)
+    else:
+        x = rng.choice(rng.integers(1, 400, int(rng.integers(4, 12))), n)
+    return np.asarray(x, dtype=np.float64)
+
+
+def assert_pruned_is_exhaustive(
+    x: FloatArray, convention: str, discrete: bool, **options: object
+) -> PowerLawFit:
+    """Bitwise: the selected candidate and its numbers; every D the search computed; and
+    the on-demand completion of ``Ds``."""
+    pruned: PowerLawFit = fit_power_law(x, convention=convention, discrete=discrete, **options)  # type: ignore[arg-type]
+    exhaustive = fit_power_law(
+        x,
+        convention=convention,
+        discrete=discrete,
+        all_distances=True,
+        **options,  # type: ignore[arg-type]
+    )
+    assert pruned.status is exhaustive.status
+    assert exhaustive.pending_Ds is None
+    if not pruned.fitted:
+        return pruned
+    for name in ("alpha", "xmin", "D", "sigma", "n_tail", "n", "xmax"):
+        assert same_bits(getattr(pruned, name), getattr(exhaustive, name)), name
+    assert same_bits(pruned.alphas, exhaustive.alphas)
+    searched = np.isfinite(pruned.searched_Ds)
+    assert same_bits(pruned.searched_Ds[searched], exhaustive.Ds[searched])
+    assert np.isnan(pruned.searched_Ds[np.isnan(exhaustive.Ds)]).all()
+    assert same_bits(pruned.Ds, exhaustive.Ds)  # the completion computes the rest exactly
+    return pruned
+
+
+@st.composite
+def convention_samples(draw: st.DrawFn) -> tuple[FloatArray, str, bool]:
+    convention, discrete = draw(st.sampled_from(CASES))
+    n = draw(st.integers(20, 500))
+    seed = draw(st.integers(0, 2**32 - 1))
+    if discrete:
+        x = discrete_sample(draw(st.sampled_from(DISCRETE_KINDS)), n, seed)
+    else:
+        x = sample(draw(st.sampled_from(KINDS)), n, seed, draw(st.sampled_from([1e-3, 1.0, 1e3])))
+    return x, convention, discrete
+
+
+@settings(deadline=None, max_examples=120)
+@given(case=convention_samples(), chunk=st.sampled_from([5, 1000, DEFAULT_CHUNK_ELEMENTS]))
+def test_pruned_fit_is_the_exhaustive_fit_under_every_convention(
+    case: tuple[FloatArray, str, bool], chunk: int
+) -> None:
+    x, convention, discrete = case
+    assert_pruned_is_exhaustive(x, convention, discrete, chunk_elements=chunk)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    case=convention_samples(), stress=st.booleans(), limit=st.sampled_from(["xmin_max", "min_tail"])
+)
+def test_pruned_fit_is_the_exhaustive_fit_with_limits_and_stress_constants(
+    case: tuple[FloatArray, str, bool], stress: bool, limit: str
+) -> None:
+    x, convention, discrete = case
+    option = {"xmin_max": float(np.quantile(x, 0.7))} if limit == "xmin_max" else {"min_tail": 15}
+    with stress_constants() if stress else contextlib.nullcontext():
+        assert_pruned_is_exhaustive(x, convention, discrete, **option)
+
+
+@pytest.mark.parametrize(("convention", "discrete"), CASES)
+def test_pruned_fit_is_the_exhaustive_fit_on_larger_samples(
+    convention: str, discrete: bool
+) -> None:
+    kinds = DISCRETE_KINDS if discrete else ("pareto_bulk", "ties", "student_eigs")
+    pruned_some = False
+    for i, kind in enumerate(kinds):
+        x = discrete_sample(kind, 2500, i) if discrete else sample(kind, 2500, i)
+        pruned_some |= assert_pruned_is_exhaustive(x, convention, discrete).pending_Ds is not None
+    assert pruned_some  # the search did leave candidates out
+    with stress_constants():  # long rows, pieces, abandoning, wide tiles on a mid-size sample
+        x = discrete_sample("scaled", 900, 9) if discrete else sample("ties", 900, 9)
+        assert_pruned_is_exhaustive(x, convention, discrete)
+
+
+@pytest.mark.parametrize(("convention", "discrete"), CASES[1:])
+def test_conventions_prune_most_of_the_work(convention: str, discrete: bool) -> None:
+    from alphahat.fit._conventions import clauset_fits, powerlaw_fits
+
+    x = np.sort(discrete_sample("scaled", 4000, 3) if discrete else sample("pareto_bulk", 4000, 3))
+    fits = (clauset_fits if convention == "clauset" else powerlaw_fits)(x, discrete)
+    assert fits.terms is not None
+    rows = np.flatnonzero(np.isfinite(fits.alphas))
+    pruned = _ks_search.search_terms(fits.terms, rows)
+    full = int(fits.terms.widths[rows].sum())
+    assert pruned.evaluated < full // 10
+    assert pruned.index == int(
+        np.nanargmin(_ks_search.search_terms(fits.terms, rows, exhaustive=True).Ds)
+    )

@@ -2,9 +2,11 @@
 
 Both conventions take the distinct values u₁ < … < u_U of the sorted sample x₁ ≤ … ≤ x_N as
 x_min candidates. For the candidate u_k let i_k be the index of its first occurrence, so the
-tail is {xⱼ : j ≥ i_k}, with n_k = N − i_k points; let c(u) = #{j : xⱼ < u}. Everything is
-evaluated for all candidates at once: tail sums by suffix sums, the KS distance in blocks of a
-candidate × distinct-value matrix (at most ``chunk_elements`` float64 values per block).
+tail is {xⱼ : j ≥ i_k}, with n_k = N − i_k points; let c(u) = #{j : xⱼ < u}. α is evaluated
+for all candidates at once (tail sums by suffix sums, vectorized solvers). D_k is the maximum
+of one gap term per distinct tail value u_k … u_U; the terms are :class:`GapTerms` of
+``alphahat.fit._ks_search``, whose exact pruned search finds the minimum-D candidate without
+evaluating every term (``all_distances=True`` evaluates them all, with the same arithmetic).
 
 Tail sums. S_k = Σ_{j≥i_k} ln(xⱼ/u_k) is computed as Σ_{t≥i_k} (N − 1 − t) ln(x_{t+1}/x_t), a
 suffix sum of non-negative terms (no cancellation, relative error ≲ n_k ε);
@@ -54,14 +56,16 @@ this convention reproduces it with ``parameter_ranges={'alpha': [1, 10]}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from alphahat.fit._discrete import discrete_mle, log_zeta_grid
+from alphahat.fit._discrete import Q0, discrete_mle, log_zeta_large, log_zeta_small_table
+from alphahat.fit._ks_search import GapTerms, materialize
 from alphahat.fit._nelder_mead import nelder_mead_1d
 
 FloatArray = npt.NDArray[np.float64]
@@ -83,12 +87,16 @@ POWERLAW_TINY_PDF = 1e-307
 
 @dataclass(frozen=True)
 class CandidateFits:
-    """Per-candidate fits: x_min, tail size, α and D (NaN where inadmissible)."""
+    """Per-candidate fits: x_min, tail size, α (NaN where inadmissible) and the KS gap terms.
+
+    Row k of ``terms`` is candidate k; its D is the maximum of its terms (``None`` when there
+    is no candidate, with ``reason`` saying why).
+    """
 
     xmins: FloatArray
     n_tail: IndexArray
     alphas: FloatArray
-    Ds: FloatArray
+    terms: GapTerms | None
     reason: str = ""  # why there is no candidate at all, when so
 
 
@@ -124,41 +132,13 @@ def _suffix_sums(v: FloatArray) -> FloatArray:
     return np.asarray(np.cumsum(v[::-1])[::-1], dtype=np.float64)
 
 
-def _row_blocks(starts: IndexArray, n_cols: int, chunk_elements: int) -> Iterator[slice]:
-    """Consecutive row ranges whose block [first row's start, n_cols) fits the budget."""
-    start = 0
-    while start < starts.size:
-        width = n_cols - int(starts[start])
-        rows = max(1, chunk_elements // max(width, 1))
-        stop = min(starts.size, start + rows)
-        yield slice(start, stop)
-        start = stop
-
-
-#: gap(rows, cols) → |model − empirical| on a block; rows index candidates, cols distinct values.
-_GapFunction = Callable[[IndexArray, IndexArray], FloatArray]
-
-
-def _max_gap(rows: IndexArray, n_cols: int, gap: _GapFunction, chunk_elements: int) -> FloatArray:
-    """Per row k: the max of gap(k, j) over columns j ≥ k (``rows`` increasing)."""
-    out = np.full(rows.size, np.nan)
-    for block in _row_blocks(rows, n_cols, chunk_elements):
-        k = rows[block]
-        cols = np.arange(k[0], n_cols)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            g = gap(k, cols)
-        g[cols[None, :] < k[:, None]] = 0.0  # outside the tail
-        out[block] = g.max(axis=1)
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # "clauset"
 # --------------------------------------------------------------------------------------------
 
 
-def clauset_fits(data: FloatArray, discrete: bool, chunk_elements: int) -> CandidateFits:
-    """Per-candidate α and D of plfit (see the module docstring); ``data`` sorted."""
+def clauset_fits(data: FloatArray, discrete: bool) -> CandidateFits:
+    """Per-candidate α and the gap terms of plfit (module docstring); ``data`` sorted."""
     d = _distinct(data)
     u, first = d.values, d.first
     n_tail = (d.n - first).astype(np.intp)
@@ -168,9 +148,7 @@ def clauset_fits(data: FloatArray, discrete: bool, chunk_elements: int) -> Candi
         if u.size >= 3 and d.last[-3] > first[-3]:  # third largest counts when repeated
             n_cand += 1
     n_cand = max(n_cand, 0)
-    rows = np.arange(n_cand)
     alphas = np.full(n_cand, np.nan)
-    Ds = np.full(n_cand, np.nan)
     if n_cand == 0:
         reason = (
             "no x_min candidate: plfit's discrete rule skips the two largest distinct values "
@@ -178,44 +156,115 @@ def clauset_fits(data: FloatArray, discrete: bool, chunk_elements: int) -> Candi
             if discrete
             else "fewer than 2 distinct values"
         )
-        return CandidateFits(u[:0], n_tail[:0], alphas, Ds, reason)
+        return CandidateFits(u[:0], n_tail[:0], alphas, None, reason)
     nk = n_tail[:n_cand].astype(np.float64)
     spreads = tail_log_spreads(data)[first[:n_cand]]
+    terms: GapTerms
     if discrete:
         alphas = discrete_mle(spreads / nk, u[:n_cand])
-        ok = np.flatnonzero(np.isfinite(alphas))
-        if ok.size:
-            Ds[ok] = _max_gap(ok, u.size, _clauset_discrete_gap(d, alphas), chunk_elements)
+        terms = ClausetDiscreteTerms(d, alphas)
     else:
         alphas = 1.0 + nk / spreads
-        Ds = _max_gap(rows, u.size, _clauset_continuous_gap(d, alphas), chunk_elements)
-    return CandidateFits(u[:n_cand].copy(), n_tail[:n_cand], alphas, Ds)
+        terms = ClausetContinuousTerms(d, alphas)
+    return CandidateFits(u[:n_cand].copy(), n_tail[:n_cand], alphas, terms)
 
 
-def _clauset_continuous_gap(d: _Distinct, alphas: FloatArray) -> _GapFunction:
-    def gap(k: IndexArray, cols: IndexArray) -> FloatArray:
-        start = d.first[k][:, None]
-        nk = (d.n - d.first[k]).astype(np.float64)[:, None]
-        fitted = 1.0 - np.power(
-            d.values[k][:, None] / d.values[cols][None, :], alphas[k][:, None] - 1.0
+class _DistinctTerms(GapTerms):
+    """Terms over the distinct tail values.
+
+    Row j (candidate x_min = u_j) has the terms k = 0 … U − 1 − j, at the values u_{j+k}.
+    """
+
+    def __init__(self, d: _Distinct, alphas: FloatArray) -> None:
+        self.d = d
+        self.alphas = np.ascontiguousarray(alphas, dtype=np.float64)
+        self.widths = (d.values.size - np.arange(alphas.size)).astype(np.intp)
+
+    def columns(self, row: Any, k: FloatArray) -> IndexArray:
+        """Distinct-value index j + k of each term."""
+        return np.asarray(row + k.astype(np.intp), dtype=np.intp)
+
+
+class ClausetContinuousTerms(_DistinctTerms):
+    """g_j(k) = max(|F − (c(u) − i_j)/n_j|, |F − (c⁺(u) − i_j)/n_j|), F = 1 − (u_j/u)^(α_j−1).
+
+    u = u_{j+k}; c(u) and c⁺(u) are the indices of its first and last occurrence: within a
+    run of equal values the fitted CDF is constant, so the maximum over every sorted point
+    of the run is at its first or last point. At k = 0, with ties, the term is not 0.
+    """
+
+    probe_first = True
+
+    def __init__(self, d: _Distinct, alphas: FloatArray) -> None:
+        super().__init__(d, alphas)
+        self.first = d.first.astype(np.float64)  # exact integers
+        self.last = d.last.astype(np.float64)
+
+    def params(self, rows: IndexArray) -> tuple[Any, ...]:
+        first = self.first[rows]
+        return rows, self.d.values[rows], first, self.d.n - first, self.alphas[rows] - 1.0
+
+    def at(self, params: tuple[Any, ...], k: FloatArray) -> FloatArray:
+        row, xmin, first, nk, exponent = params
+        c = self.columns(row, k)
+        fitted = np.divide(xmin, self.d.values[c])
+        np.power(fitted, materialize(exponent, fitted.shape), out=fitted)
+        np.subtract(1.0, fitted, out=fitted)  # F = 1 − (x_min/u)^(α−1)
+        below = self.first[c]
+        below -= first
+        below /= nk  # m/n at the first point of the run
+        upto = self.last[c]
+        upto -= first
+        upto /= nk  # at its last point
+        # max(|F − below|, |F − upto|) with below ≤ upto is max(F − below, upto − F).
+        np.subtract(fitted, below, out=below)
+        np.subtract(upto, fitted, out=upto)
+        return np.maximum(below, upto, out=below)
+
+
+class ClausetDiscreteTerms(_DistinctTerms):
+    """g_j(k) = |1 − ζ(α_j, u)/ζ(α_j, u_j) − (c(u) − i_j)/n_j|, u = u_{j+k}.
+
+    ln ζ comes from the Euler–Maclaurin expansion for u ≥ Q₀ and, for u < Q₀, from a table of
+    ln ζ(α_j, m), m = 1 … Q₀ − 1, made once per candidate with u_j < Q₀ (at most Q₀ − 1 of
+    them, the data being distinct integers).
+    """
+
+    def __init__(self, d: _Distinct, alphas: FloatArray) -> None:
+        super().__init__(d, alphas)
+        small = np.flatnonzero((d.values[: alphas.size] < Q0) & np.isfinite(alphas))
+        self.table_row = np.full(alphas.size, -1, dtype=np.intp)
+        self.table_row[small] = np.arange(small.size)
+        self.table = log_zeta_small_table(self.alphas[small])
+        rows = np.flatnonzero(np.isfinite(alphas))  # the others are never searched
+        self.at_xmin = np.full(alphas.size, np.nan)
+        self.at_xmin[rows] = self._log_zeta(
+            rows, self.alphas[rows], self.table_row[rows], np.zeros(rows.size)
         )
-        below = (d.first[cols][None, :] - start) / nk  # first point of the run: m/n
-        upto = (d.last[cols][None, :] - start) / nk  # last point of the run
-        return np.asarray(np.maximum(np.abs(fitted - below), np.abs(fitted - upto)))
 
-    return gap
+    def _log_zeta(self, row: Any, alpha: Any, table_row: Any, k: FloatArray) -> FloatArray:
+        """Ln ζ(α_j, u_{j+k}) of each term."""
+        q = self.d.values[self.columns(row, k)]
+        out = np.empty(q.shape)
+        large = q >= Q0
+        if large.any():
+            out[large] = log_zeta_large(materialize(alpha, q.shape)[large], q[large])
+        if not large.all():
+            table_rows = materialize(table_row, q.shape)[~large]
+            out[~large] = self.table[table_rows, q[~large].astype(np.intp) - 1]
+        return out
 
+    def params(self, rows: IndexArray) -> tuple[Any, ...]:
+        d = self.d
+        first = d.first[rows]
+        nk = (d.n - first).astype(np.float64)
+        return rows, self.alphas[rows], self.table_row[rows], self.at_xmin[rows], first, nk
 
-def _clauset_discrete_gap(d: _Distinct, alphas: FloatArray) -> _GapFunction:
-    def gap(k: IndexArray, cols: IndexArray) -> FloatArray:
-        nk = (d.n - d.first[k]).astype(np.float64)[:, None]
-        log_z = log_zeta_grid(alphas[k], d.values[cols])
-        at_xmin = log_z[np.arange(k.size), k - cols[0]][:, None]  # column of x_min itself
-        ratio = np.expm1(log_z - at_xmin)  # ζ(α,u)/ζ(α,x_min) − 1
-        below = (d.first[cols][None, :] - d.first[k][:, None]) / nk
+    def at(self, params: tuple[Any, ...], k: FloatArray) -> FloatArray:
+        row, alpha, table_row, at_xmin, first, nk = params
+        ratio = np.expm1(self._log_zeta(row, alpha, table_row, k) - at_xmin)  # ζ/ζ(x_min) − 1
+        below = (self.d.first[self.columns(row, k)] - first) / nk
         return np.asarray(np.abs(ratio + below))  # |1 − ζ(α,u)/ζ(α,x_min) − m/n|
-
-    return gap
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,17 +272,16 @@ def _clauset_discrete_gap(d: _Distinct, alphas: FloatArray) -> _GapFunction:
 # --------------------------------------------------------------------------------------------
 
 
-def powerlaw_fits(data: FloatArray, discrete: bool, chunk_elements: int) -> CandidateFits:
-    """Per-candidate α and D of the ``powerlaw`` package 2.0 (module docstring); ``data`` sorted."""
+def powerlaw_fits(data: FloatArray, discrete: bool) -> CandidateFits:
+    """Per-candidate α and gap terms of the ``powerlaw`` package 2.0 (module docstring)."""
     d = _distinct(data)
     u, first = d.values, d.first
     n_cand = max(u.size - 2, 0)
     n_tail = (d.n - first[:n_cand]).astype(np.intp)
     alphas = np.full(n_cand, np.nan)
-    Ds = np.full(n_cand, np.nan)
     if n_cand < 2:
         reason = "fewer than 2 x_min candidates (the powerlaw package needs 4 distinct values)"
-        return CandidateFits(u[:n_cand].copy(), n_tail, alphas, Ds, reason)
+        return CandidateFits(u[:n_cand].copy(), n_tail, alphas, None, reason)
     xmin = u[:n_cand]
     nk = n_tail.astype(np.float64)
     spreads = tail_log_spreads(data)[first[:n_cand]]
@@ -270,11 +318,8 @@ def powerlaw_fits(data: FloatArray, discrete: bool, chunk_elements: int) -> Cand
             & ~(found + POWERLAW_EDGE > a_hi)
         )
     alphas[~admissible] = np.nan
-    ok = np.flatnonzero(admissible)
-    if ok.size:
-        gap = _powerlaw_discrete_gap(d, alphas) if discrete else _powerlaw_continuous_gap(d, alphas)
-        Ds[ok] = _max_gap(ok, u.size, gap, chunk_elements)
-    return CandidateFits(xmin.copy(), n_tail, alphas, Ds)
+    terms = PowerlawDiscreteTerms(d, alphas) if discrete else PowerlawContinuousTerms(d, alphas)
+    return CandidateFits(xmin.copy(), n_tail, alphas, terms)
 
 
 _Objective = Callable[[FloatArray, IndexArray], FloatArray]
@@ -317,29 +362,61 @@ def _powerlaw_discrete_objective(
     return f
 
 
-def _empirical_left_cdf(d: _Distinct, k: IndexArray, cols: IndexArray) -> FloatArray:
-    """A(u) = (c(u)/N − c(u_k)/N)/(1 − c(u_k)/N), in that package's order of operations."""
-    whole = d.first / float(d.n)
-    dropped = whole[k][:, None]
-    return np.asarray((whole[cols][None, :] - dropped) / (1.0 - dropped))
+class _PowerlawTerms(_DistinctTerms):
+    """Terms |T(u) − A(u)| of the ``powerlaw`` package at the distinct values u = u_{j+k}.
+
+    A(u) = (c(u)/N − c(u_j)/N)/(1 − c(u_j)/N) is the renormalised empirical left limit, in
+    that package's order of operations; T is the model's P(X < u) (subclasses).
+    """
+
+    def __init__(self, d: _Distinct, alphas: FloatArray) -> None:
+        super().__init__(d, alphas)
+        self.whole = d.first / float(d.n)
+
+    def empirical(self, row: Any, c: IndexArray) -> FloatArray:
+        dropped = self.whole[row]
+        empirical = self.whole[c]
+        empirical -= dropped
+        empirical /= 1.0 - dropped
+        return empirical
 
 
-def _powerlaw_continuous_gap(d: _Distinct, alphas: FloatArray) -> _GapFunction:
-    def gap(k: IndexArray, cols: IndexArray) -> FloatArray:
-        ratio = d.values[cols][None, :] / d.values[k][:, None]
-        fitted = 1.0 - np.power(ratio, 1.0 - alphas[k][:, None])
-        return np.asarray(np.abs(fitted - _empirical_left_cdf(d, k, cols)))
+class PowerlawContinuousTerms(_PowerlawTerms):
+    """T(u) = 1 − (u/u_j)^(1−α_j)."""
 
-    return gap
+    def params(self, rows: IndexArray) -> tuple[Any, ...]:
+        return rows, self.d.values[rows], 1.0 - self.alphas[rows]
+
+    def at(self, params: tuple[Any, ...], k: FloatArray) -> FloatArray:
+        row, xmin, exponent = params
+        c = self.columns(row, k)
+        fitted = np.divide(self.d.values[c], xmin)
+        np.power(fitted, materialize(exponent, fitted.shape), out=fitted)
+        np.subtract(1.0, fitted, out=fitted)
+        fitted -= self.empirical(row, c)
+        return np.asarray(np.abs(fitted, out=fitted), dtype=np.float64)
 
 
-def _powerlaw_discrete_gap(d: _Distinct, alphas: FloatArray) -> _GapFunction:
-    def gap(k: IndexArray, cols: IndexArray) -> FloatArray:
-        a = alphas[k][:, None]
-        below_xmin = 1.0 - special.zeta(a, d.values[k][:, None])
-        below_u = 1.0 - special.zeta(a, d.values[cols][None, :])
+class PowerlawDiscreteTerms(_PowerlawTerms):
+    """T(u) = ((1 − ζ(α, u)) − (1 − ζ(α, u_j))) / (1 − (1 − ζ(α, u_j))).
+
+    That package's left limit, written as it writes it; 1 when 1 − ζ(α, u_j) rounds to 1.
+    """
+
+    def __init__(self, d: _Distinct, alphas: FloatArray) -> None:
+        super().__init__(d, alphas)
+        rows = np.flatnonzero(np.isfinite(alphas))
+        self.below_xmin = np.full(alphas.size, np.nan)
+        self.below_xmin[rows] = 1.0 - special.zeta(self.alphas[rows], d.values[rows])
+
+    def params(self, rows: IndexArray) -> tuple[Any, ...]:
+        return rows, self.alphas[rows], self.below_xmin[rows]
+
+    def at(self, params: tuple[Any, ...], k: FloatArray) -> FloatArray:
+        row, alpha, below_xmin = params
+        c = self.columns(row, k)
+        u = self.d.values[c]
+        below_u = 1.0 - special.zeta(materialize(alpha, u.shape), u)
         fitted = (below_u - below_xmin) / (1.0 - below_xmin)
         fitted = np.where(below_xmin == 1.0, 1.0, fitted)
-        return np.asarray(np.abs(fitted - _empirical_left_cdf(d, k, cols)))
-
-    return gap
+        return np.asarray(np.abs(fitted - self.empirical(row, c)))

@@ -21,8 +21,12 @@ under the fitted law), so the MLE is the unique root of the increasing function
 
 which runs from −∞ at α → 1⁺ to (1/n) Σ ln(xⱼ/x_min) > 0 as α → ∞ for a non-constant tail.
 It is found for all candidates at once by a safeguarded Newton iteration (Newton steps with
-g′ = ∂² ln ζ/∂α², falling back to bisection of the bracket [1 + 10⁻⁶, α_max] whenever a step
-leaves it) to rounding level. A candidate whose MLE lies above α_max (g(α_max) < 0) gets NaN.
+g′ = ∂² ln ζ/∂α² inside a bracket [lo, hi] that starts as [1 + 10⁻⁶, α_max] and shrinks with
+the sign of g at every iterate; a step that leaves it is replaced by the secant through the
+bracket ends, or by bisection) to rounding level. g is concave, so a Newton step from above
+the root overshoots below it; without the secant, an end lo already next to the root would
+turn every later step into a bisection. A candidate whose MLE lies above α_max
+(g(α_max) < 0) gets NaN.
 
 The standard error is Clauset, Shalizi & Newman (2009), eq. (3.6): σ = 1/√(n ∂² ln ζ/∂α²)
 = 1/√(n [ζ″/ζ − (ζ′/ζ)²]) at (α̂, x_min).
@@ -102,6 +106,41 @@ def log_zeta_derivatives(s: FloatArray, q: FloatArray) -> tuple[FloatArray, Floa
     return -s * np.log(q) + np.log(w0), mean, w2 / w0 - mean * mean
 
 
+def _expansion_value(s: FloatArray, q: FloatArray) -> FloatArray:
+    """A(s, q) = q^s ζ(s, q) alone (q ≥ Q₀; broadcasting), as :func:`_expansion` sums it."""
+    sm1 = s - 1.0
+    a0 = q / sm1 + 0.5
+    rising = s  # (s)_{2j−1}
+    inv2 = 1.0 / (q * q)
+    power = 1.0 / q  # q^(1−2j)
+    for j, c in enumerate(_EM, start=1):
+        a0 = a0 + c * rising * power
+        for i in (2 * j - 1, 2 * j):
+            rising = rising * (s + i)
+        power = power * inv2
+    return np.asarray(a0, dtype=np.float64)
+
+
+def log_zeta_large(s: FloatArray, q: FloatArray) -> FloatArray:
+    """Ln ζ(s, q) elementwise for q ≥ Q₀ (same-shape contiguous arrays): −s ln q + ln A(s, q)."""
+    return np.asarray(-s * np.log(q) + np.log(_expansion_value(s, q)), dtype=np.float64)
+
+
+def log_zeta_small_table(s: FloatArray) -> FloatArray:
+    """The table ln ζ(s_r, m) for rows s (R,) and m = 1 … Q₀ − 1 (column m − 1).
+
+    ζ(s, m) = Σ_{k=m}^{Q₀−1} k^(−s) + ζ(s, Q₀), summed from the small terms up.
+    """
+    s = np.ascontiguousarray(s, dtype=np.float64)
+    k = np.arange(1, Q0, dtype=np.float64)
+    exponent = -s[:, None] * np.log(k)[None, :]
+    terms = np.exp(exponent)
+    at_q0 = np.full(s.shape, float(Q0))
+    top = np.exp(-s * np.log(at_q0)) * _expansion_value(s, at_q0)
+    partial = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1] + top[:, None]
+    return np.asarray(np.log(partial), dtype=np.float64)
+
+
 def log_zeta_grid(s: FloatArray, q: FloatArray) -> FloatArray:
     """The grid ln ζ(s_r, q_c) of rows s (R,) × columns q (C,), for integers q ≥ 1 and s > 1."""
     s = np.asarray(s, dtype=np.float64)
@@ -109,16 +148,12 @@ def log_zeta_grid(s: FloatArray, q: FloatArray) -> FloatArray:
     out = np.empty((s.size, q.size))
     large = q >= Q0
     if large.any():
-        a0 = _expansion(s[:, None], q[large][None, :])[0]
-        out[:, large] = -s[:, None] * np.log(q[large])[None, :] + np.log(a0)
+        shape = (s.size, int(large.sum()))
+        rows = np.ascontiguousarray(np.broadcast_to(s[:, None], shape))
+        cols = np.ascontiguousarray(np.broadcast_to(q[large][None, :], shape))
+        out[:, large] = log_zeta_large(rows, cols)
     if not large.all():
-        # ζ(s, m) = Σ_{k=m}^{Q₀−1} k^(−s) + ζ(s, Q₀), summed from the small terms up
-        k = np.arange(1, Q0, dtype=np.float64)
-        terms = np.exp(-s[:, None] * np.log(k)[None, :])
-        at_q0 = np.full(s.shape, float(Q0))
-        top = np.exp(-s * np.log(at_q0)) * _expansion(s, at_q0)[0]
-        partial = np.cumsum(terms[:, ::-1], axis=1)[:, ::-1] + top[:, None]
-        out[:, ~large] = np.log(partial[:, q[~large].astype(np.intp) - 1])
+        out[:, ~large] = log_zeta_small_table(s)[:, q[~large].astype(np.intp) - 1]
     return out
 
 
@@ -130,7 +165,9 @@ def discrete_mle(
     q = np.asarray(xmin, dtype=np.float64)
     lo = np.full(m.shape, ALPHA_MIN)
     hi = np.full(m.shape, alpha_max)
-    beyond = m + log_zeta_derivatives(hi, q)[1] < 0.0
+    g_lo = np.full(m.shape, np.nan)  # g at lo and hi, once evaluated there
+    g_hi = m + log_zeta_derivatives(hi, q)[1]
+    beyond = g_hi < 0.0
     # start from the continuous approximation 1 + 1/mean ln(x/(x_min − ½)), Clauset eq. (3.7)
     alpha = np.clip(1.0 + 1.0 / (m + np.log(q / (q - 0.5))), lo, hi)
     active = ~beyond
@@ -144,12 +181,22 @@ def discrete_mle(
         below = g < 0.0  # root above a
         lo[idx] = np.where(below, a, lo[idx])
         hi[idx] = np.where(below, hi[idx], a)
+        g_lo[idx] = np.where(below, g, g_lo[idx])
+        g_hi[idx] = np.where(below, g_hi[idx], g)
+        low, high, g_low, g_high = lo[idx], hi[idx], g_lo[idx], g_hi[idx]
         with np.errstate(divide="ignore", invalid="ignore"):
             step = a - g / curvature
-        inside = (step > lo[idx]) & (step < hi[idx]) & np.isfinite(step)
-        new = np.where(inside, step, 0.5 * (lo[idx] + hi[idx]))
-        done = (np.abs(new - a) <= _RELATIVE_STEP * a) | (g == 0.0)
-        alpha[idx] = np.where(g == 0.0, a, new)
+            # g is concave, so Newton from above overshoots below the root, at times below lo;
+            # then the secant through the bracket ends, whose g have opposite signs.
+            secant = low - g_low * (high - low) / (g_high - g_low)
+        inside = (step > low) & (step < high) & np.isfinite(step)
+        secant_inside = (secant > low) & (secant < high) & np.isfinite(secant)
+        new = np.where(inside, step, np.where(secant_inside, secant, 0.5 * (low + high)))
+        # Converged when the Newton correction itself is at rounding level (the step may then
+        # land on a bracket end, which is not "inside"), or the step taken is.
+        settled = (np.abs(step - a) <= _RELATIVE_STEP * a) | (g == 0.0)
+        done = settled | (np.abs(new - a) <= _RELATIVE_STEP * a)
+        alpha[idx] = np.where(settled, np.where(inside, step, a), new)
         active[idx[done]] = False
     out = np.asarray(alpha, dtype=np.float64)
     out[beyond] = np.nan
@@ -162,3 +209,54 @@ def discrete_sigma(alpha: float, xmin: float, n_tail: int) -> float:
     if not curvature > 0.0:
         return float("nan")
     return 1.0 / float(np.sqrt(n_tail * curvature))
+
+
+#: Largest value the discrete sampler returns (integers stay exact in float64 below it).
+SAMPLE_CAP = float(2**53)
+
+
+def discrete_power_law_quantile(r: FloatArray, alpha: float, xmin: float) -> FloatArray:
+    """The discrete power law's value for uniform draws r ∈ [0, 1): X = max{x : S(x) ≥ 1 − r}.
+
+    S(x) = P(X ≥ x) = ζ(α, x)/ζ(α, x_min) on the integers x ≥ x_min, so P(X ≥ x) = S(x)
+    exactly (up to the rounding of S); r = 0 gives x_min, as x_min (1 − r)^(−1/(α−1)) does
+    for the continuous law. The search starts from Clauset, Shalizi & Newman (2009),
+    eq. (D.6), x ≈ ⌊(x_min − ½)(1 − r)^(−1/(α−1)) + ½⌋, which is usually right or off by one;
+    a bracket with S(lo) ≥ 1 − r > S(hi) is then widened geometrically from it where needed
+    and bisected. Values are capped at 2⁵³ (where integers stop being exact in float64).
+    """
+    from scipy import special
+
+    v = 1.0 - np.asarray(r, dtype=np.float64)
+    scale = float(special.zeta(alpha, xmin))
+
+    def reaches(x: FloatArray, level: FloatArray) -> npt.NDArray[np.bool_]:
+        """S(x) ≥ level."""
+        return np.asarray(special.zeta(alpha, x) / scale >= level)
+
+    with np.errstate(over="ignore", divide="ignore"):
+        start = np.floor((xmin - 0.5) * v ** (-1.0 / (alpha - 1.0)) + 0.5)
+    start = np.clip(np.nan_to_num(start, nan=SAMPLE_CAP, posinf=SAMPLE_CAP), xmin, SAMPLE_CAP)
+    lo = start.copy()
+    hi = np.minimum(start + 1.0, SAMPLE_CAP)
+    # lo: move down (halving the distance to x_min) until S(lo) ≥ v; S(x_min) = 1 ≥ v.
+    bad = np.flatnonzero(~reaches(lo, v))
+    while bad.size:
+        hi[bad] = lo[bad]
+        lo[bad] = xmin + np.floor((lo[bad] - xmin) / 2.0)
+        bad = bad[~reaches(lo[bad], v[bad])]
+    # hi: move up (doubling the distance from x_min) until S(hi) < v, or the cap.
+    bad = np.flatnonzero(reaches(hi, v) & (hi < SAMPLE_CAP))
+    while bad.size:
+        lo[bad] = hi[bad]
+        hi[bad] = np.minimum(xmin + 2.0 * (hi[bad] - xmin) + 1.0, SAMPLE_CAP)
+        bad = bad[reaches(hi[bad], v[bad]) & (hi[bad] < SAMPLE_CAP)]
+    # Bisect: S(lo) ≥ v > S(hi) (or hi at the cap).
+    open_ = np.flatnonzero(hi - lo > 1.0)
+    while open_.size:
+        mid = np.floor((lo[open_] + hi[open_]) / 2.0)
+        above = reaches(mid, v[open_])
+        lo[open_[above]] = mid[above]
+        hi[open_[~above]] = mid[~above]
+        open_ = open_[hi[open_] - lo[open_] > 1.0]
+    return np.asarray(np.where((hi >= SAMPLE_CAP) & reaches(hi, v), SAMPLE_CAP, lo), np.float64)

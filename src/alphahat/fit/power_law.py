@@ -52,6 +52,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -59,7 +60,7 @@ import numpy.typing as npt
 
 from alphahat.fit._conventions import clauset_fits, powerlaw_fits
 from alphahat.fit._discrete import discrete_sigma
-from alphahat.fit._ks_search import ks_search
+from alphahat.fit._ks_search import GapTerms, SortedTailTerms, search_terms
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -117,9 +118,13 @@ class PowerLawFit:
         reason: why the fit is not ``fitted`` (empty when it is).
         convention: the candidate/CDF convention used.
         discrete: whether the discrete power law p(x) = x^(−α)/ζ(α, x_min) was fitted.
-        xmins, alphas, Ds: per-candidate x_min, α and D (for diagnostics plots); NaN where a
-            candidate was not admissible or, for D under the ``"reference"`` convention
-            without ``all_distances=True``, ruled out by the exact pruned search.
+        xmins, alphas: per-candidate x_min and α (for diagnostics plots); NaN where a
+            candidate was not admissible.
+        searched_Ds: per-candidate D where the fit computed it: every admissible candidate
+            with ``all_distances=True``; by default only those the exact pruned search did
+            not rule out (NaN for the others). See :attr:`Ds` for all of them.
+        pending_Ds: what :attr:`Ds` needs to compute the ruled-out candidates' D (``None``
+            when ``searched_Ds`` is complete).
         num_clipped: values above x_max left out (``xmax`` policy).
         raw_alpha: α before finger clipping (``xmax="clip"``), else NaN.
     """
@@ -139,12 +144,75 @@ class PowerLawFit:
     raw_alpha: float = float("nan")
     xmins: FloatArray = field(default_factory=_empty, repr=False, compare=False)
     alphas: FloatArray = field(default_factory=_empty, repr=False, compare=False)
-    Ds: FloatArray = field(default_factory=_empty, repr=False, compare=False)
+    searched_Ds: FloatArray = field(default_factory=_empty, repr=False, compare=False)
+    pending_Ds: PendingDistances | None = field(default=None, repr=False, compare=False)
 
     @property
     def fitted(self) -> bool:
         """True when the fit succeeded."""
         return self.status is FitStatus.FITTED
+
+    @cached_property
+    def Ds(self) -> FloatArray:
+        """Every admissible candidate's KS distance D (NaN for inadmissible candidates).
+
+        The candidates the pruned search ruled out are computed on first access, exactly as
+        the exhaustive search computes them (bitwise; O(Σ n_tail) work, so minutes for 10⁵
+        points). ``searched_Ds`` holds only what the fit itself computed.
+        """
+        if self.pending_Ds is None:
+            return self.searched_Ds
+        return self.pending_Ds.complete(self.searched_Ds)
+
+
+@dataclass(frozen=True)
+class PendingDistances:
+    """The D values a pruned search did not compute, to compute on demand.
+
+    Attributes:
+        terms: the KS gap terms of the candidates.
+        rows: terms rows whose D is missing.
+        positions: where those D go in the per-candidate vector.
+        chunk_elements: block size of the computation.
+    """
+
+    terms: GapTerms
+    rows: npt.NDArray[np.intp]
+    positions: npt.NDArray[np.intp]
+    chunk_elements: int
+
+    def complete(self, searched: FloatArray) -> FloatArray:
+        """``searched`` with the missing D filled in (a new read-only array)."""
+        out = np.array(searched, dtype=np.float64)
+        found = search_terms(
+            self.terms, self.rows, chunk_elements=self.chunk_elements, exhaustive=True
+        )
+        out[self.positions] = found.Ds
+        return _readonly(out)
+
+
+def _candidate_distances(
+    terms: GapTerms,
+    rows: npt.NDArray[np.intp],
+    positions: npt.NDArray[np.intp],
+    size: int,
+    chunk_elements: int,
+    all_distances: bool,
+) -> tuple[FloatArray, PendingDistances | None]:
+    """D of the candidates ``rows`` of ``terms``, placed at ``positions`` of a vector of ``size``.
+
+    Exhaustive with ``all_distances``; else the exact pruned search, whose minimum is the
+    exhaustive one bit for bit, with what it left out returned as :class:`PendingDistances`.
+    """
+    Ds = np.full(size, np.nan)
+    if rows.size == 0:
+        return Ds, None
+    found = search_terms(terms, rows, chunk_elements=chunk_elements, exhaustive=all_distances)
+    Ds[positions] = found.Ds  # NaN where the exact search ruled a candidate out
+    missing = ~found.exact
+    if not missing.any():
+        return Ds, None
+    return Ds, PendingDistances(terms, rows[missing], positions[missing], chunk_elements)
 
 
 def _failed(
@@ -252,10 +320,11 @@ def fit_power_law(
         max_fingers, finger_threshold: the limits of ``xmax="clip"``.
         peak_bins: histogram bins of ``xmin="peak"``.
         all_distances: compute D for every admissible candidate (for diagnostics plots).
-            By default the ``"reference"`` convention finds the minimum-D candidate by an
-            exact pruned search (:mod:`alphahat.fit._ks_search`: lower bounds from a few
+            By default every convention finds the minimum-D candidate by an exact pruned
+            search (:mod:`alphahat.fit._ks_search`: lower bounds from a few
             tail points rule candidates out; the result is bitwise that of the exhaustive
-            search) and leaves ``Ds`` NaN where a candidate was ruled out.
+            search); ``searched_Ds`` is NaN where a candidate was ruled out, and ``Ds``
+            computes those on first access.
         chunk_elements: bound on float64 elements per block of the KS computation.
 
     Returns:
@@ -475,20 +544,25 @@ def _fit_sample(data: FloatArray, options: _SampleOptions) -> PowerLawFit:
         else:
             fit = _fit_reference(data, chunk_elements, limits, options.all_distances)
     else:
-        fits = (clauset_fits if convention == "clauset" else powerlaw_fits)(
-            data, discrete, chunk_elements
-        )
-        if fits.reason:  # no candidate at all (or, for "powerlaw", fewer than two)
+        fits = (clauset_fits if convention == "clauset" else powerlaw_fits)(data, discrete)
+        if fits.reason or fits.terms is None:  # no candidate (for "powerlaw": fewer than 2)
             return _failed(FitStatus.NO_VALID_XMIN, fits.reason, data, convention, None, discrete)
+        n_tail = fits.n_tail.astype(np.float64)
+        # D only where it can be chosen: a finite α, within the x_min range and min_tail.
+        rows = np.flatnonzero(np.isfinite(fits.alphas) & _allowed(fits.xmins, n_tail, limits))
+        Ds, pending = _candidate_distances(
+            fits.terms, rows, rows, fits.alphas.size, chunk_elements, options.all_distances
+        )
         fit = _select(
             data,
             fits.xmins,
             fits.alphas,
-            fits.Ds,
-            fits.n_tail.astype(np.float64),
+            Ds,
+            n_tail,
             convention=convention,
             discrete=discrete,
             limits=limits,
+            pending=pending,
         )
         if fit.fitted and discrete and convention == "clauset":
             fit = replace(fit, sigma=discrete_sigma(fit.alpha, fit.xmin, fit.n_tail))
@@ -521,14 +595,11 @@ def _fit_reference(
     admissible = (data[:-1] < data[-1]) & (log_sums > 0)
     admissible &= _allowed(data[:-1], n_tail, limits)  # D only where it can be chosen
     alphas[admissible] = 1.0 + n_tail[admissible] / log_sums[admissible]
-    Ds = np.full(n - 1, np.nan)
     idx = candidates[admissible]
-    if idx.size:
-        found = ks_search(
-            log_x, idx, alphas[admissible], chunk_elements=chunk_elements, exhaustive=all_distances
-        )
-        Ds[admissible] = found.Ds  # NaN where the exact search ruled a candidate out
-    return _select(data, data[candidates], alphas, Ds, n_tail, limits=limits)
+    terms = SortedTailTerms(log_x, idx, alphas[admissible])
+    rows = np.arange(idx.size, dtype=np.intp)
+    Ds, pending = _candidate_distances(terms, rows, idx, n - 1, chunk_elements, all_distances)
+    return _select(data, data[candidates], alphas, Ds, n_tail, limits=limits, pending=pending)
 
 
 def _fit_reference_small_n(data: FloatArray, chunk_elements: int, limits: _Limits) -> PowerLawFit:
@@ -570,10 +641,13 @@ def _select(
     convention: str = "reference",
     discrete: bool = False,
     limits: _Limits | None = None,
+    pending: PendingDistances | None = None,
 ) -> PowerLawFit:
     """The candidate of minimum D (the first on ties); NaN D marks inadmissible candidates.
 
     Candidates outside ``limits`` (tail size, x_min range) are marked inadmissible (NaN) first.
+    ``Ds`` may leave out candidates an exact pruned search ruled out (``pending`` has them):
+    its minimum is the exhaustive one.
     """
     limits = limits or _Limits(0.0, math.inf, False, None)
     outside = ~_allowed(xmins, n_tail, limits)
@@ -598,5 +672,6 @@ def _select(
         discrete=discrete,
         xmins=_readonly(xmins.copy()),
         alphas=_readonly(np.asarray(alphas, dtype=np.float64)),
-        Ds=_readonly(np.asarray(Ds, dtype=np.float64)),
+        searched_Ds=_readonly(np.asarray(Ds, dtype=np.float64)),
+        pending_Ds=pending,
     )

@@ -321,8 +321,9 @@ def esd_log_linear_plot(
 def candidate_curves(fit: LayerFit) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(x_min, α, D) of every admissible candidate x_min of the fitted sample.
 
-    From the fit itself when it computed every D (``all_distances=True``), else from an
-    exhaustive power-law fit of the same sample; the chosen candidate's D and α are the fit's.
+    From the fit itself (``PowerLawFit.Ds`` computes, on first access, the D of candidates
+    the pruned search ruled out, exactly); a fit without per-candidate values is refitted
+    exhaustively on the same sample. The chosen candidate's D and α are the fit's.
     """
     power_law = fit.power_law
     alphas, ds = power_law.alphas, power_law.Ds
