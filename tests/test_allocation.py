@@ -299,6 +299,12 @@ def test_param_groups_set_each_modules_learning_rate_in_a_real_optimizer() -> No
         torch.testing.assert_close(param.detach(), before[name] - lr * grads[name])
     decay = param_groups(model, {"2.weight": 3.0}, 1e-2, key="weight_decay")
     assert decay[0]["weight_decay"] == pytest.approx(3e-2) and decay[-1]["weight_decay"] == 1e-2
+    lstm = torch.nn.LSTM(3, 4)
+    split = param_groups(lstm, {"weight_ih_l0": 2.0, "weight_hh_l0": 0.5}, 0.1)
+    assert [(g["names"], g["lr"]) for g in split] == [
+        (["weight_ih_l0", "bias_ih_l0", "bias_hh_l0"], pytest.approx(0.2)),
+        (["weight_hh_l0"], pytest.approx(0.05)),
+    ]
     with pytest.raises(ValueError, match="not parameters of the model, e.g. 'x.weight'"):
         param_groups(model, {"x.weight": 1.0}, 0.1)
 

@@ -31,8 +31,12 @@ def param_groups(
     A layer ``mod.weight`` of the allocation (a name of the model's ``named_parameters()``,
     as :func:`alphahat.analyze` names an ``nn.Module``'s or its state dict's tensors) sets the
     factor of every parameter of module ``mod`` (its bias too), as TempBalance and AlphaDecay
-    balance whole modules. Parameters with the same factor share a group; the others go in a
-    last group with ``base`` (factor 1). Each group also has ``names`` (its parameter names).
+    balance whole modules (a module with several allocated matrices, an LSTM's ``weight_ih``
+    and ``weight_hh``, gets a group for each; its other parameters follow the first): one
+    group per allocated matrix, in the model's parameter order (the
+    same groups each time for the same model and layers, so a new allocation can update an
+    optimizer's groups in place), then a last group with ``base`` (factor 1) for the other
+    parameters. Each group also has ``names`` (its parameter names).
 
     >>> groups = param_groups(model, learning_rate_factors(report), 1e-3)   # doctest: +SKIP
     >>> optimizer = torch.optim.SGD(groups, lr=1e-3, momentum=0.9)           # doctest: +SKIP
@@ -63,17 +67,20 @@ def param_groups(
             f"{len(unknown)} layer(s) of the allocation are not parameters of the model, "
             f"e.g. {unknown[0]!r} (allocate on the model's own tensors, without split_fused)"
         )
-    module_factor = {name.rpartition(".")[0]: f for name, f in by_name.items()}
-    groups: dict[float | None, dict[str, Any]] = {}
+    owner: dict[str, str] = {}  # module → its first allocated parameter (its bias follows it)
+    for name in params:
+        if name in by_name:
+            owner.setdefault(name.rpartition(".")[0], name)
+    groups: dict[str | None, dict[str, Any]] = {}
     for name, param in params.items():
-        factor = by_name.get(name, module_factor.get(name.rpartition(".")[0]))
-        group = groups.setdefault(factor, {"params": [], "names": []})
+        lead = name if name in by_name else owner.get(name.rpartition(".")[0])
+        if lead is None:
+            group = groups.setdefault(None, {"params": [], "names": []})
+        else:
+            group = groups.setdefault(lead, {"params": [], "names": [], key: base * by_name[lead]})
         group["params"].append(param)
         group["names"].append(name)
-    out = []
-    for factor, group in groups.items():
-        if factor is not None:
-            out.append({**group, key: base * factor})
+    out = [group for lead, group in groups.items() if lead is not None]
     if None in groups:
         out.append({**groups[None], key: base})
     return out

@@ -111,19 +111,22 @@ def _parameters(method: str, given: dict[str, Any]) -> dict[str, Any]:
 
 def _report(model: str, quiet: bool, options: dict[str, Any]) -> Any:
     path = Path(model)
+    values = option_values(options)
     if path.suffix.lower() == ".json" and path.is_file():
         from alphahat.report import Report
 
+        if values and not quiet:
+            note("a saved report is used as it is: the analysis flags are ignored")
         try:
             return Report.from_json(path)
         except (OSError, ValueError) as exc:
             fail(f"{model}: not a report written by 'alphahat analyze': {exc}")
     from alphahat.analysis import analyze
 
-    return analyze(model, progress=not quiet, **option_values(options))
+    return analyze(model, progress=not quiet, **values)
 
 
-@with_options(*ANALYSIS_OPTIONS, *EXECUTION_OPTIONS, *SOURCE_OPTIONS)
+@with_options(*ANALYSIS_OPTIONS, *(o for o in EXECUTION_OPTIONS if o != "resume"), *SOURCE_OPTIONS)
 def allocate(
     model: ModelArg,
     method: MethodOpt = "alphapruning",
