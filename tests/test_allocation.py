@@ -231,6 +231,13 @@ def test_alphalora_per_block_and_with_undefined_layers() -> None:
     assert per_block["n_layers"].tolist() == [2, 2, 2, 2]
     quotas = 40 * block_alpha**2.5 / np.sum(block_alpha**2.5)
     assert per_block["experts"].tolist() == hamilton(quotas, 40)
+    names = ["b.10.x", "b.10.y", "b.2.x", "b.9.x"]  # groups keep their first-appearance order
+    ordered = pd.DataFrame({"name": names, "alpha": [3.0, 5.0, 2.0, 6.0], "n_params": 1})
+    counts = lora_expert_counts(ordered, 10, groups=r"b\.(\d+)\.")
+    assert counts["name"].tolist() == ["10", "2", "9"]
+    assert counts["alpha"].tolist() == [4.0, 2.0, 6.0]
+    quotas = 10 * np.array([4.0, 2.0, 6.0]) ** 2.5 / np.sum(np.array([4.0, 2.0, 6.0]) ** 2.5)
+    assert counts["experts"].tolist() == hamilton(quotas, 10)
     alpha = ALPHA.copy()
     alpha[2] = np.nan
     some = lora_expert_counts(table(alpha), 30)

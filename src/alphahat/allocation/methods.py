@@ -314,13 +314,17 @@ def lora_expert_counts(
     table = alpha_table(source)
     if groups is not None:
         keys = group_keys(table["name"], groups)
-        grouped = table.assign(key=keys).groupby("key", sort=False)
+        summary = (
+            table.assign(key=keys)
+            .groupby("key", sort=False)  # groups in the order they first appear
+            .agg(alpha=("alpha", "mean"), n_layers=("name", "size"), n_params=("n_params", "sum"))
+        )
         table = pd.DataFrame(
             {
-                "name": list(grouped.groups),
-                "alpha": grouped["alpha"].mean().to_numpy(dtype="float64"),  # skips NaN
-                "n_layers": grouped.size().to_numpy(dtype="int64"),
-                "n_params": grouped["n_params"].sum().to_numpy(dtype="int64"),
+                "name": [str(k) for k in summary.index],
+                "alpha": summary["alpha"].to_numpy(dtype="float64"),  # the mean skips NaN
+                "n_layers": summary["n_layers"].to_numpy(dtype="int64"),
+                "n_params": summary["n_params"].to_numpy(dtype="int64"),
             }
         )
         table["defined"] = np.isfinite(table["alpha"].to_numpy())

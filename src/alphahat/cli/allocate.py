@@ -18,6 +18,7 @@ import typer
 from alphahat.cli._shared import (
     ANALYSIS_OPTIONS,
     EXECUTION_OPTIONS,
+    EXIT_NO_LAYERS,
     SOURCE_OPTIONS,
     FormatOpt,
     ModelArg,
@@ -115,7 +116,10 @@ def _report(model: str, quiet: bool, options: dict[str, Any]) -> Any:
     if path.suffix.lower() == ".json" and path.is_file():
         from alphahat.report import Report
 
-        if values and not quiet:
+        from alphahat.pipeline.options import OPTION_TABLE
+
+        given = [k for k, v in values.items() if v != OPTION_TABLE[k].default]
+        if given and not quiet:
             note("a saved report is used as it is: the analysis flags are ignored")
         try:
             return Report.from_json(path)
@@ -163,6 +167,8 @@ def allocate(
         fail(exc.named(f"--{name}") if exc.option in given else option_message(exc))
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
+    if frame.empty:
+        fail("no layer to allocate (see 'alphahat describe' for what was analysed)", EXIT_NO_LAYERS)
     column = value_column(frame)
     if chosen == "json":
         emit(json.dumps(as_mapping(frame), indent=2, allow_nan=False) + "\n", output)
