@@ -114,9 +114,8 @@ def _report(model: str, quiet: bool, options: dict[str, Any]) -> Any:
     path = Path(model)
     values = option_values(options)
     if path.suffix.lower() == ".json" and path.is_file():
-        from alphahat.report import Report
-
         from alphahat.pipeline.options import OPTION_TABLE
+        from alphahat.report import Report
 
         given = [k for k, v in values.items() if v != OPTION_TABLE[k].default]
         if given and not quiet:
