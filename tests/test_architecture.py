@@ -38,6 +38,7 @@ RANKS = {
     "distances": 8,
     "smoothing": 8,
     "zoo": 8,
+    "allocation": 8,  # reads reports (α tables) only; the CLI's allocate command calls it
     "plot": 9,
     "html_report": 10,
     "compare": 11,
