@@ -42,6 +42,7 @@ _INT_COLUMNS = ("layer_id", "N", "M", "num_matrices", "num_evals", "num_pl_spike
 #: Count columns of the reference-tool options (added after DETAIL_COLUMNS when computed).
 _OPTION_INT_COLUMNS = (
     "slice_id", "num_fingers", "num_spikes", "rand_num_spikes", "num_traps", "detX_num", "ERG_gap",
+    "farms_submatrices",
 )  # fmt: skip
 #: Columns the CLI table shows (all columns go to CSV/JSON).
 TABLE_COLUMNS = (
