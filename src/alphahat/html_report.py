@@ -138,14 +138,15 @@ def _model_figures(report: Report, dpi: float) -> str:
 def blocks_section(report: Report, dpi: float) -> str:
     """The block × module-kind heat map of mean α, with the per-kind and per-block tables.
 
-    Empty when no layer name has a transformer block (:mod:`alphahat.report.groups`).
+    Empty when the layer names have fewer than two transformer blocks
+    (:mod:`alphahat.report.groups`), as the summary's lines.
     """
     from alphahat.plot import figure_data_uri
     from alphahat.plot.model import block_kind_heatmap
     from alphahat.report.html import sortable_table
 
     blocks = report.by_block()
-    if blocks.empty:
+    if len(blocks) < 2:
         return ""
     heatmap = figure_data_uri(block_kind_heatmap(report), dpi=dpi, colors=2 * THUMBNAIL_COLORS)
     caption = (
