@@ -9,6 +9,7 @@ submatrix pooled), and against the paper's claim that it removes the aspect-rati
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,22 @@ def test_bad_farms_values_are_named() -> None:
         AnalysisOptions(estimator="farms", farms_aspect_ratio=0.5)
     with pytest.raises(OptionError, match="estimator must be one of 'classic', 'farms'"):
         AnalysisOptions(estimator="sampled")  # type: ignore[arg-type]
+
+
+def test_the_command_line_takes_the_farms_flags(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+    from typer.testing import CliRunner
+
+    from alphahat.cli import app
+
+    path = tmp_path / "m.safetensors"
+    save_file({"w.weight": np.random.default_rng(4).standard_normal((300, 30))}, str(path))
+    args = ["analyze", str(path), "-f", "json", "-q", "--estimator", "farms", "--farms-size", "20"]
+    result = CliRunner().invoke(app, [*args, "--farms-aspect-ratio", "1.5", "--farms-windows", "3"])
+    assert result.exit_code == 0, result.output
+    layer = json.loads(result.stdout)["layers"][0]
+    assert layer["alpha_estimator"] == "farms" and layer["farms_shape"] == "30x20"
+    assert layer["farms_submatrices"] == 3 * 3
+    bad = CliRunner().invoke(app, ["analyze", str(path), "--estimator", "farms", "--mp-fit"])
+    assert bad.exit_code == 2
+    assert "alphahat: error: estimator='farms' cannot be combined with mp_fit=True" in bad.output
