@@ -50,6 +50,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("E_TPL", {"w.weight": ISSUE_LAYER}, {"fit": "E_TPL"}),
     ("xmin_peak", {"w.weight": ISSUE_LAYER}, {"fix_fingers": "xmin_peak"}),
     ("clip_xmax", {"w.weight": FINGERED_LAYER}, {"fix_fingers": "clip_xmax"}),
+    ("xmin_mid", {"w.weight": ISSUE_LAYER}, {"fix_fingers": "xmin_mid"}),
+    ("farms", {"w.weight": ISSUE_LAYER}, {"estimator": "farms", "farms_size": 100}),
     ("xmax", {"w.weight": ISSUE_LAYER}, {"xmax": 3}),
     ("min_evals", {"w.weight": ISSUE_LAYER, "small.weight": ISSUE_LAYER[:60, :40]},
      {"min_evals": 100}),

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from alphahat.fit.esd import LayerFit
     from alphahat.layers import LayerFilter
     from alphahat.pipeline import AnalysisOptions, LayerResult, analyse_layer, iter_layers
-    from alphahat.report import Report, Summary
+    from alphahat.report import Report, Summary, aggregate
 
 __all__ = [
     "AnalysisOptions",
@@ -31,6 +31,7 @@ __all__ = [
     "Report",
     "Summary",
     "__version__",
+    "aggregate",
     "analyse_layer",
     "analyze",
     "describe",
@@ -51,6 +52,7 @@ _LAZY = {
     "LayerFilter": "alphahat.layers",
     "Report": "alphahat.report",
     "Summary": "alphahat.report",
+    "aggregate": "alphahat.report",
 }
 
 

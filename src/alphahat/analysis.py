@@ -27,6 +27,7 @@ from alphahat.pipeline.options import (
 )
 from alphahat.pipeline.options import (
     AnalysisOptions,
+    Estimator,
     ExecutionOptions,
     LayerSpec,
     ProgressCallback,
@@ -68,6 +69,10 @@ def analyze(
     max_fingers: int = _A.max_fingers,
     finger_thresh: float = _A.finger_thresh,
     xmax: int | None = _A.xmax,
+    estimator: Estimator = _A.estimator,
+    farms_size: int = _A.farms_size,
+    farms_aspect_ratio: float = _A.farms_aspect_ratio,
+    farms_windows: int = _A.farms_windows,
     mp_fit: bool = _A.mp_fit,
     randomize: bool = _A.randomize,
     seed: int = _A.seed,
@@ -105,7 +110,9 @@ def analyze(
       spectrum), ``conv_scale``;
     * the fit, with the reference tool's names: ``fit`` (PL, TPL, E_TPL), ``fix_fingers``
       (xmin_peak, clip_xmax) with ``xmin_max``, ``max_fingers``, ``finger_thresh``; ``xmax``;
-      ``evals_threshold``; and ``mp_fit``, ``randomize`` (with ``seed``), ``detX``, ``vectors``
+      ``evals_threshold``; ``estimator`` (``farms``: α of W's fixed-aspect-ratio
+      submatrices, with ``farms_size``, ``farms_aspect_ratio``, ``farms_windows``;
+      docs/farms.md); and ``mp_fit``, ``randomize`` (with ``seed``), ``detX``, ``vectors``
       (the columns each adds: :mod:`alphahat.pipeline.core`);
     * how eigenvalues are computed: ``backend``, ``device``;
     * what the report keeps: ``include_embeddings`` (in the summary), ``keep_eigenvalues``

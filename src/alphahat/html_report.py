@@ -1,6 +1,7 @@
 """The self-contained HTML report of one model, with its figures.
 
-Summary, warnings, the correlation flow and metric histograms, the sortable per-layer table,
+Summary, warnings, the correlation flow and metric histograms, for transformers a block ×
+module-kind heat map of mean α with the per-kind and per-block tables, the sortable per-layer table,
 a per-layer drill-down with the fit diagnostics and the Marchenko–Pastur fit, and the
 provenance — one file, nothing fetched from the network. The page and its tables are
 :mod:`alphahat.report.html`; the figures :mod:`alphahat.plot`. Every figure of a layer draws
@@ -134,6 +135,33 @@ def _model_figures(report: Report, dpi: float) -> str:
     )
 
 
+def blocks_section(report: Report, dpi: float) -> str:
+    """The block × module-kind heat map of mean α, with the per-kind and per-block tables.
+
+    Empty when the layer names have fewer than two transformer blocks
+    (:mod:`alphahat.report.groups`), as the summary's lines.
+    """
+    from alphahat.plot import figure_data_uri
+    from alphahat.plot.model import block_kind_heatmap
+    from alphahat.report.html import sortable_table
+
+    blocks = report.by_block()
+    if len(blocks) < 2:
+        return ""
+    heatmap = figure_data_uri(block_kind_heatmap(report), dpi=dpi, colors=2 * THUMBNAIL_COLORS)
+    caption = (
+        "Mean α per transformer block × module kind (fitted layers; an empty cell: no such "
+        "layer in the block)."
+    )
+    kinds = sortable_table(report.by_kind(), table_id="by-kind", caption="α and α̂ per module kind")
+    per_block = sortable_table(blocks, table_id="by-block", caption="α and α̂ per block")
+    return (
+        '<section><h2 id="blocks">Blocks and module kinds</h2><div class="figures">'
+        + figure_html(heatmap, "block × module kind heat map of mean α", caption)
+        + f"</div>{kinds}{per_block}</section>"
+    )
+
+
 def report_html(
     report: Report,
     *,
@@ -169,12 +197,14 @@ def report_html(
     else:
         capped = diagnostics == "auto" and len(names) < len(evals)
         diag = _diagnostic_section(report, names, len(evals), dpi, capped)
+    blocks = blocks_section(report, dpi)
     nav = " · ".join(
         f'<a href="#{i}">{t}</a>'
         for i, t in (
             ("summary", "Summary"),
             ("warnings", "Warnings"),
             ("figures", "Figures"),
+            *((("blocks", "Blocks"),) if blocks else ()),
             ("layers", "Layers"),
             ("diagnostics", "Diagnostics"),
             ("provenance", "Provenance"),
@@ -187,7 +217,7 @@ alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)
 <section id="summary-section"><h2 id="summary">Model summary</h2>{summary.to_html()}</section>
 <section><h2 id="warnings">Warnings</h2>{warnings_section(report, anchors)}</section>
 <section><h2 id="figures">Model figures</h2>{_model_figures(report, dpi)}</section>
-<section><h2 id="layers-heading">Layers</h2>
+{blocks}<section><h2 id="layers-heading">Layers</h2>
 <p class="muted">Click a column header to sort; click a layer name for its diagnostics.</p>
 {layer_table_html(report, anchors)}</section>
 <section><h2 id="diagnostics">Fit diagnostics</h2>{diag}</section>
@@ -202,4 +232,10 @@ def write_html_report(report: Report, path: str | Path, **options: Any) -> Path:
     return target
 
 
-__all__ = ["THUMBNAIL_COLORS", "layer_figures", "report_html", "write_html_report"]
+__all__ = [
+    "THUMBNAIL_COLORS",
+    "blocks_section",
+    "layer_figures",
+    "report_html",
+    "write_html_report",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,70 @@ from alphahat.cli._shared import (
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
+
+if TYPE_CHECKING:
+    from alphahat.report import Report
+
+ByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        metavar="block|kind|block_kind",
+        help="Print the mean, std, min and max of α and α̂ per transformer block, module kind "
+        "(q, k, v, o, gate, up, down, embedding…) or both, instead of the per-layer table "
+        "(-f csv/json too).",
+    ),
+]
+BlockPatternOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--block-pattern",
+        metavar="REGEX",
+        help="With --by: a regex whose first group is the block index (default: "
+        "layers.N., layer.N., h.N., blocks.N., block.N.).",
+    ),
+]
+
+
+def _group_by(by: str | None, block_pattern: str | None) -> str | None:
+    """``--by`` and ``--block-pattern`` checked before the analysis runs."""
+    from alphahat.report.groups import GROUP_BYS, compile_block_pattern
+
+    if by is None:
+        if block_pattern is not None:
+            fail("--block-pattern needs --by")
+        return None
+    value = by.replace("-", "_")
+    if value not in GROUP_BYS:
+        fail(OptionError("--by", "one of 'block', 'kind', 'block_kind'", by).named("--by"))
+    try:
+        compile_block_pattern(block_pattern)
+    except ValueError as exc:
+        fail(f"--block-pattern: {exc}")
+    return value
+
+
+def _emit_groups(
+    report: Report, by: str, block_pattern: str | None, chosen: str, output: Path | None, model: str
+) -> None:
+    """The ``--by`` table in the chosen format."""
+    from alphahat.report import records
+    from alphahat.report.io import csv_output, json_output
+
+    try:
+        table = report.aggregate(by, block_pattern)
+    except ValueError as exc:
+        fail(f"--block-pattern: {exc}")
+    if chosen == "csv":
+        emit(csv_output(table), output)
+    elif chosen == "json":
+        emit(json_output({"by": by, "groups": records(table)}), output)
+    elif output is not None:
+        emit(table.to_string(index=False) + "\n", output)
+    else:
+        print_table(table, list(table.columns), f"alphahat — {model} — by {by}")
+    if table.empty:
+        note(f"no layer matched a block or kind for --by {by}")
 
 
 def _journal_path(output: Path | None) -> Path | None:
@@ -51,6 +115,8 @@ def analyze(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     quiet: QuietOpt = False,
+    by: ByOpt = None,
+    block_pattern: BlockPatternOpt = None,
     **options: Any,
 ) -> None:
     """Analyse every weight matrix: per-layer table (α, α̂, D, norms…) and the model summary."""
@@ -58,6 +124,7 @@ def analyze(
     from alphahat.report import TABLE_COLUMNS
 
     chosen = output_format(fmt, output)
+    group_by = _group_by(by, block_pattern)
     values = option_values(options)
     if values.get("resume") and output is None:
         fail("--resume needs -o FILE (the finished layers are kept next to it)")
@@ -71,7 +138,9 @@ def analyze(
     if not quiet:
         _run_notes(report.run_info)
     summary = report.summary()
-    if chosen == "table":
+    if group_by is not None:
+        _emit_groups(report, group_by, block_pattern, chosen, output, str(model))
+    elif chosen == "table":
         if output is not None:
             emit(report.details.to_string(index=False) + "\n\n" + summary.to_text() + "\n", output)
         else:

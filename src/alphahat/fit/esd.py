@@ -13,8 +13,10 @@ columns depend on:
   by maximum likelihood above the power law's x_min; α is its exponent, σ is NaN), ``"E_TPL"``
   (the same with x_min at the ESD peak); ``fix_fingers`` ``"xmin_peak"`` (x_min within
   [0.95 p, 1.5 p], or up to ``xmin_max``, p the peak of the log-ESD) or ``"clip_xmax"``
-  (finger clipping: ``num_fingers``, ``raw_alpha``); ``xmax`` = k, the k largest eigenvalues
-  left out of the fit and of ``num_pl_spikes``.
+  (finger clipping: ``num_fingers``, ``raw_alpha``) or ``"xmin_mid"`` (x_min fixed at the
+  median of the sample, x_min = s[⌊n/2⌋] of the n sorted fitted eigenvalues, as TempBalance
+  — Zhou et al., NeurIPS 2023 — and FARMS — Hu et al., ICML 2025 — fit; no search);
+  ``xmax`` = k, the k largest eigenvalues left out of the fit and of ``num_pl_spikes``.
 * **Vetting.** A tail λ ≥ x_min that spans no more than the rounding error of the eigenvalues
   (λ_max − x_min ≤ 4 · N · ε · λ_max, e.g. an orthogonal matrix, all σ = 1) would give a huge α
   made of rounding noise: such a fit is failed with status ``constant`` (:func:`vet_fit`).
@@ -44,9 +46,10 @@ FloatArray = npt.NDArray[np.float64]
 FitKind = Literal["PL", "TPL", "E_TPL"]
 #: Tail laws of ``fit`` (the reference tool's names).
 FIT_KINDS: tuple[str, ...] = ("PL", "TPL", "E_TPL")
-FixFingers = Literal["xmin_peak", "clip_xmax"]
-#: Policies of ``fix_fingers`` (the reference tool's names).
-FIX_FINGERS: tuple[str, ...] = ("xmin_peak", "clip_xmax")
+FixFingers = Literal["xmin_peak", "clip_xmax", "xmin_mid"]
+#: Policies of ``fix_fingers`` (the reference tool's names; ``xmin_mid`` is TempBalance's and
+#: FARMS's, not the reference tool's).
+FIX_FINGERS: tuple[str, ...] = ("xmin_peak", "clip_xmax", "xmin_mid")
 
 #: The tail of a fit must span more than this many ulps of λ_max per matrix dimension.
 RESOLUTION_ULPS = 4.0
@@ -67,7 +70,7 @@ class FitPolicy:
 
     Attributes:
         kind: ``"PL"``, ``"TPL"`` or ``"E_TPL"``.
-        fix_fingers: None, ``"xmin_peak"`` or ``"clip_xmax"``.
+        fix_fingers: None, ``"xmin_peak"``, ``"clip_xmax"`` or ``"xmin_mid"``.
         xmin_max: upper end of the x_min window of ``xmin_peak`` (None: 1.5 × the peak).
         max_fingers: most eigenvalues ``clip_xmax`` may clip.
         finger_threshold: how much lower than the unclipped α a clipped α must be.
@@ -312,6 +315,8 @@ def _power_law_of(sample: FloatArray, policy: FitPolicy) -> tuple[PowerLawFit, i
         return fit, fit.num_clipped, ""
     if policy.peak:
         return fit_power_law(sample, xmin="peak", xmin_max=policy.xmin_max), 0, ""
+    if policy.fix_fingers == "xmin_mid" and sample.size:
+        return fit_power_law(sample, xmin=float(sample[sample.size // 2])), 0, ""
     return fit_power_law(sample), 0, ""
 
 

@@ -5,6 +5,9 @@ Pure computation: NumPy arrays in, dataclasses out; no threads, no I/O. The stag
 1. **Spectrum** (:mod:`alphahat.spectrum`): λ = σ² of the matrices (times the conv scale),
    pooled and sorted, by the options' backend; with ``fft`` a conv kernel's operator spectrum
    (:mod:`alphahat.spectrum.conv_fft`).
+   With ``estimator="farms"`` the fitted ESD is instead the pooled spectrum of W's
+   fixed-aspect-ratio submatrices (:mod:`alphahat.spectrum.farms`; :func:`farms_stage`),
+   and the spectrum of W itself gives the norm columns.
 2. **Fit** (:func:`fit_stage`): the tail fit under the options' policy
    (:func:`alphahat.fit.esd.fit_esd`: the sample, the x_min search, TPL, vetting and
    ``num_pl_spikes``). A guarded fast spectrum (the Gram path) that does not resolve the
@@ -14,7 +17,10 @@ Pure computation: NumPy arrays in, dataclasses out; no threads, no I/O. The stag
    traps (``randomize``), the detX condition (``detX``) and eigenvector localization
    (``vectors``); they read the fit stage's ``num_pl_spikes``.
 4. **Metrics** (:func:`alphahat.metrics.layer_metrics`): the row's numbers, read from the
-   spectrum and the fit, never recomputed.
+   spectrum and the fit, never recomputed. With FARMS: α and the fit columns (D, x_min,
+   x_max, σ, ``num_pl_spikes``) from the FARMS fit, the norm columns from W's own spectrum,
+   α̂ = α_FARMS · log₁₀ λ_max(W), plus ``alpha_estimator`` (``farms``), ``farms_shape``
+   (the submatrices' n × m) and ``farms_submatrices`` (how many were pooled).
 
 An error (NaN weights, an SVD that does not converge, …) is raised; the caller's error scope
 turns it into a ``failed`` row (:func:`failed_row`, :func:`error_reason`).
@@ -40,6 +46,7 @@ from alphahat.metrics.eigenvectors import eigenvector_columns
 from alphahat.metrics.randomization import mp_columns, randomization_columns
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
 from alphahat.spectrum import LayerSpectrum, layer_spectrum
+from alphahat.spectrum.farms import farms_submatrices
 from alphahat.spectrum.randomize import RandomizedSpectrum, layer_randomized_spectrum
 
 Array = npt.NDArray[np.generic]
@@ -68,7 +75,9 @@ class LayerResult:
     """Everything the analysis of one layer computed.
 
     Attributes:
-        spectrum: the layer's ESD (sorted λ, N, M, matrices pooled, how it was computed).
+        spectrum: the layer's fitted ESD (sorted λ, N, M, matrices pooled, how it was
+            computed): W's own, or with ``estimator="farms"`` its submatrices' (N × M then the
+            submatrices' shape).
         fit: the tail fit the row reports (its sample, threshold, policy and x_min search).
         row: the metric columns of the layer's row (α, α̂, D, norms, the options' columns,
             ``spectrum_method``, ``status``, ``reason``); plan columns (name, shape, …) are
@@ -76,6 +85,7 @@ class LayerResult:
         mp_fit: the Marchenko–Pastur fit of the bulk (with ``mp_fit``).
         randomized: the element-shuffled ESD (with ``randomize``).
         randomized_mp_fit: the MP fit of the shuffled ESD (with ``randomize``).
+        matrix_spectrum: W's own ESD where it is not ``spectrum`` (with FARMS), else None.
     """
 
     spectrum: LayerSpectrum
@@ -84,6 +94,7 @@ class LayerResult:
     mp_fit: MarchenkoPasturFit | None = None
     randomized: RandomizedSpectrum | None = field(default=None, repr=False)
     randomized_mp_fit: MarchenkoPasturFit | None = None
+    matrix_spectrum: LayerSpectrum | None = field(default=None, repr=False)
 
     @property
     def eigenvalues(self) -> FloatArray:
@@ -141,6 +152,33 @@ def fit_stage(
         spectrum = replace(layer_spectrum(matrices, scale), method="svd (gram guard)")
         fit = fit_esd(spectrum.eigenvalues, spectrum.N, policy)
     return spectrum, fit
+
+
+def farms_stage(
+    spectrum: LayerSpectrum, matrices: Sequence[Array], scale: float, options: AnalysisOptions
+) -> tuple[LayerSpectrum, LayerSpectrum, LayerFit, dict[str, Any]]:
+    """FARMS: the fitted submatrix ESD, W's own spectrum, the fit and the FARMS columns.
+
+    The submatrices (:func:`alphahat.spectrum.farms.farms_submatrices`) go through the same
+    spectrum backend and :func:`fit_stage` (its Gram guard included) as W would. W's own
+    spectrum, which gives the norm columns, is recomputed by the SVD where a guarded one
+    does not resolve ``evals_threshold``.
+    """
+    if not matrices:
+        raise ValueError("estimator='farms' needs the layer's matrices")
+    views, where = farms_submatrices(
+        matrices, options.farms_size, options.farms_aspect_ratio, options.farms_windows
+    )
+    sampled = layer_spectrum(views, scale, backend=options.backend, device=options.device)
+    sampled, fit = fit_stage(sampled, views, scale, options)
+    if not spectrum.resolves(options.evals_threshold):
+        spectrum = replace(layer_spectrum(matrices, scale), method="svd (gram guard)")
+    columns = {
+        "alpha_estimator": "farms",
+        "farms_shape": where.shape,
+        "farms_submatrices": where.count * len(matrices),
+    }
+    return sampled, spectrum, fit, columns
 
 
 @dataclass(frozen=True)
@@ -230,10 +268,17 @@ def analyse_layer(
     if stored is None and (isinstance(matrices, np.ndarray) or not isinstance(matrices, Sequence)):
         stored = np.asarray(matrices)  # one matrix, as given
     spectrum, used = _spectrum(oriented, stored, scale, options)
-    spectrum, fit = fit_stage(spectrum, used, scale, options)
-    row = layer_metrics(spectrum.eigenvalues, spectrum.N, fit)
+    own: LayerSpectrum | None = None
+    estimator_columns: dict[str, Any] = {}
+    if options.estimator == "farms":
+        spectrum, own, fit, estimator_columns = farms_stage(spectrum, used, scale, options)
+    else:
+        spectrum, fit = fit_stage(spectrum, used, scale, options)
+    matrix = own if own is not None else spectrum
+    row = layer_metrics(matrix.eigenvalues, matrix.N, fit)
     row.update(fit.columns())
     row["spectrum_method"] = spectrum.method
+    row.update(estimator_columns)
     extras = _extras(spectrum, fit, used, stored, scale, name, options)
     row.update(extras.columns)
     if fit.fitted:
@@ -241,7 +286,7 @@ def analyse_layer(
     else:
         row["status"], row["reason"] = "failed", f"power-law fit: {fit.status}: {fit.reason}"
     return LayerResult(
-        spectrum, fit, row, extras.mp_fit, extras.randomized, extras.randomized_mp_fit
+        spectrum, fit, row, extras.mp_fit, extras.randomized, extras.randomized_mp_fit, own
     )
 
 
@@ -259,5 +304,6 @@ __all__ = [
     "analyse_layer",
     "error_reason",
     "failed_row",
+    "farms_stage",
     "fit_stage",
 ]

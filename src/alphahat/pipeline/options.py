@@ -26,7 +26,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from alphahat.errors import OptionError
 from alphahat.fit.esd import FIT_KINDS, FIX_FINGERS, FitKind, FitPolicy, FixFingers
@@ -301,6 +301,16 @@ class TriState(Constraint):
 
 _SAME = object()  # "the reference tool's default is ours"
 
+#: The estimators of α: ``classic`` (the ESD of W) and ``farms`` (of its fixed-aspect-ratio
+#: submatrices, :mod:`alphahat.spectrum.farms`).
+ESTIMATORS = ("classic", "farms")
+Estimator = Literal["classic", "farms"]
+
+
+def _uses_farms(options: Any) -> bool:
+    """Whether the options estimate α with FARMS (the FARMS options are recorded only then)."""
+    return bool(options.estimator == "farms")
+
 
 @dataclass(frozen=True)
 class OptionSpec:
@@ -321,6 +331,9 @@ class OptionSpec:
         reference_values: the reference tool's values that we spell differently.
         recorded: whether the option is part of a report's options (provenance, journal and
             cache keys); False only for what changes the in-memory report, never a number.
+        recorded_if: for an option that is only recorded while it is in use (a predicate on
+            the :class:`AnalysisOptions`): the FARMS options, so that the reports of analyses
+            that do not use them keep their bytes and cache keys.
         changes_rows: whether the per-layer rows depend on it (journal key).
         group: ``planning``, ``fit``, ``spectrum``, ``report``, ``execution`` or ``source``.
     """
@@ -337,6 +350,7 @@ class OptionSpec:
     reference_default: Any = _SAME
     reference_values: Mapping[Any, Any] = field(default_factory=dict)
     recorded: bool = True
+    recorded_if: Callable[[Any], bool] | None = None
     changes_rows: bool = True
     group: str = "planning"
 
@@ -524,7 +538,8 @@ class AnalysisOptions:
         None,
         Choice(FIX_FINGERS, optional=True),
         "xmin_peak: x_min in [0.95, 1.5]× the ESD peak; clip_xmax: refit without up to "
-        "max_fingers top eigenvalues that bend α (adds num_fingers, raw_alpha).",
+        "max_fingers top eigenvalues that bend α (adds num_fingers, raw_alpha); xmin_mid: x_min "
+        "at the median eigenvalue (TempBalance's and FARMS's fit; not the reference tool's).",
         flag="--fix-fingers",
         reference="fix_fingers",
         reference_default=False,
@@ -563,6 +578,42 @@ class AnalysisOptions:
         metavar="K",
         reference="xmax",
         reference_values={False: None, "force": None},
+        group="fit",
+    )
+    # the estimator of α (alphahat.spectrum.farms)
+    estimator: Estimator = option(
+        "classic",
+        Choice(ESTIMATORS),
+        "classic: fit the ESD of W; farms: fit the pooled ESD of W's submatrices of one aspect "
+        "ratio (FARMS, Hu et al. 2025), which removes the bias of W's shape on α.",
+        flag="--estimator",
+        recorded_if=_uses_farms,
+        group="fit",
+    )
+    farms_size: int = option(
+        2000,
+        Integer(minimum=1),
+        "With farms: the submatrices' shorter side m (capped at W's).",
+        flag="--farms-size",
+        recorded_if=_uses_farms,
+        group="fit",
+    )
+    farms_aspect_ratio: float = option(
+        1.0,
+        Number(at_least=1.0),
+        "With farms: the submatrices' aspect ratio Q = rows/columns (1: square).",
+        flag="--farms-aspect-ratio",
+        metavar="Q",
+        recorded_if=_uses_farms,
+        group="fit",
+    )
+    farms_windows: int = option(
+        10,
+        Integer(minimum=1),
+        "With farms: submatrix positions per dimension, evenly spaced (overlapping where W is "
+        "less than that many times the submatrix).",
+        flag="--farms-windows",
+        recorded_if=_uses_farms,
         group="fit",
     )
     # the reference tool's other per-layer computations (alphahat.pipeline.core)
@@ -678,6 +729,16 @@ class AnalysisOptions:
                 message=f"fft=True cannot be combined with {other}=True (they need the real "
                 "kernel slices; the FFT spectrum comes from complex frequency matrices)",
             )
+        if self.estimator == "farms":
+            others = [
+                n for n in ("mp_fit", "randomize", "detX", "vectors", "fft") if getattr(self, n)
+            ]
+            if others:
+                raise OptionError(
+                    "estimator",
+                    message=f"estimator='farms' cannot be combined with {others[0]}=True (FARMS "
+                    "fits the ESD of W's submatrices; that option describes W's own ESD)",
+                )
         try:
             check_backend(self.backend, self.device)
         except ValueError as exc:
@@ -709,7 +770,7 @@ class AnalysisOptions:
         """The recorded options as plain JSON-able data (for reports and cache keys)."""
         out: dict[str, Any] = {}
         for spec in option_specs(AnalysisOptions):
-            if not spec.recorded:
+            if not spec.recorded or (spec.recorded_if and not spec.recorded_if(self)):
                 continue
             value = getattr(self, spec.name)
             if isinstance(value, LayerFilter):
@@ -877,7 +938,9 @@ def reference_options() -> tuple[OptionSpec, ...]:
 
 __all__ = [
     "ANALYSIS_DEFAULTS",
+    "ESTIMATORS",
     "EXECUTION_DEFAULTS",
+    "Estimator",
     "OPTION_TABLE",
     "SOURCE_DEFAULTS",
     "AnalysisOptions",

@@ -44,6 +44,8 @@ from alphahat.plot.layer import (
     tail_density,
 )
 from alphahat.plot.model import (
+    HEATMAP_GID,
+    block_kind_heatmap,
     correlation_flow_plot,
     metric_histograms_plot,
     model_comparison_plot,
@@ -64,6 +66,7 @@ from alphahat.plot.save import (
 
 __all__ = [
     "FIT_LINE_GID",
+    "HEATMAP_GID",
     "LAYER_PLOT_KINDS",
     "MODEL_PLOT_KINDS",
     "MP_LINE_GID",
@@ -77,6 +80,7 @@ __all__ = [
     "alpha_vs_xmin_plot",
     "as_layer_fit",
     "candidate_curves",
+    "block_kind_heatmap",
     "correlation_flow_plot",
     "diagnostic_fit",
     "esd_linear_plot",

@@ -7,6 +7,8 @@ for every layer that has a spectrum.
 * Correlation flow (Martin & Mahoney): α and log₁₀ λ_max against the layer position
   (``layer_id``), one colour per layer kind.
 * Histograms of α (the band 2 ≤ α ≤ 6 of well-trained layers shaded) and of log₁₀ λ_max.
+* A heat map of the mean α per transformer block × module kind (:func:`block_kind_heatmap`,
+  from :mod:`alphahat.report.groups`).
 * A comparison: the same histograms (as densities) and flows of two or more models; the flows
   are drawn against the relative depth, position / (number of layers − 1), so models of
   different depth line up.
@@ -230,3 +232,66 @@ __all__ = [
     "model_comparison_plot",
     "relative_depth",
 ]
+
+
+#: gid of the heat map's image (tests read the drawn values back from it)
+HEATMAP_GID = "alphahat-block-kind-heatmap"
+
+
+def block_kind_heatmap(
+    report: Report | pd.DataFrame,
+    *,
+    metric: str = "alpha_mean",
+    block_pattern: str | None = None,
+    fig: Figure | None = None,
+    title: str | None = None,
+    width: float | None = None,
+    height: float | None = None,
+) -> Figure:
+    """Heat map of ``metric`` (default the mean α) per transformer block (rows) × module kind.
+
+    The cells are :func:`alphahat.report.groups.block_kind_matrix` (fitted layers only; an
+    empty cell is a kind the block does not have), each annotated with its value; the colour
+    scale is centred on the band 2 ≤ α ≤ 6.
+
+    Raises:
+        ValueError: no layer name has a block (see ``block_pattern``).
+    """
+    from alphahat.report.groups import block_kind_matrix
+
+    frame = report if isinstance(report, pd.DataFrame) else layer_table(report)
+    matrix = block_kind_matrix(frame, metric, block_pattern)
+    if matrix.empty:
+        raise ValueError("no layer name has a transformer block (layers.N., h.N., blocks.N., …)")
+    rows, cols = matrix.shape
+    width = width if width is not None else 1.6 + 0.75 * cols
+    height = height if height is not None else 1.3 + 0.28 * rows
+    fig = figure_or_new(fig, width, height)
+    fig.subplots_adjust(
+        left=1.1 / width, right=1 - 0.9 / width, bottom=0.3 / height, top=1 - 0.85 / height
+    )
+    ax = fig.add_subplot()
+    values = matrix.to_numpy(dtype=np.float64, na_value=np.nan)
+    low, high = ALPHA_BAND[0] - 1.0, ALPHA_BAND[1] + 1.0
+    image = ax.imshow(
+        np.ma.masked_invalid(values), cmap="viridis_r", aspect="auto", vmin=low, vmax=high,
+        interpolation="nearest",
+    )  # fmt: skip
+    image.set_gid(HEATMAP_GID)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            dark = (value - low) / (high - low) > 0.45  # viridis_r: dark for large values
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                color="white" if dark else "black",
+            )  # fmt: skip
+    ax.set_xticks(range(cols), [str(c) for c in matrix.columns], fontsize=8)
+    ax.set_yticks(range(rows), [str(r) for r in matrix.index], fontsize=7)
+    ax.set_xlabel("module kind")
+    ax.set_ylabel("block")
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02).set_label(metric.replace("_", " "))
+    label = title if title is not None else f"{metric.replace('_', ' ')} per block × module kind"
+    fig.suptitle(short_title(label, 60), fontsize=9, x=0.02, ha="left", y=0.995, va="top")
+    return fig

@@ -282,7 +282,13 @@ def layer_inputs(
         if mp is None:
             from alphahat.fit.marchenko_pastur import fit_marchenko_pastur
 
-            mp = fit_marchenko_pastur(values, N=int(row["N"]), M=int(row["M"]))
+            # the fitted ESD's own matrices (FARMS: the submatrices), else the row's N × M
+            N, M = (
+                (result.spectrum.N, result.spectrum.M)
+                if result is not None
+                else (int(row["N"]), int(row["M"]))
+            )
+            mp = fit_marchenko_pastur(values, N=N, M=M)
         inputs["mp_fit"] = mp
     if kind == "randomized":
         shuffled = result.randomized if result is not None else None

@@ -19,6 +19,7 @@ import pandas as pd
 
 from alphahat._version import __version__
 from alphahat.metrics import SUMMARY_METRICS, ModelSummary, summarize
+from alphahat.report.groups import GroupBy, aggregate, describe_groups
 from alphahat.report.io import csv_output, json_output
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ _INT_COLUMNS = ("layer_id", "N", "M", "num_matrices", "num_evals", "num_pl_spike
 #: Count columns of the reference-tool options (added after DETAIL_COLUMNS when computed).
 _OPTION_INT_COLUMNS = (
     "slice_id", "num_fingers", "num_spikes", "rand_num_spikes", "num_traps", "detX_num", "ERG_gap",
+    "farms_submatrices",
 )  # fmt: skip
 #: Columns the CLI table shows (all columns go to CSV/JSON).
 TABLE_COLUMNS = (
@@ -126,6 +128,9 @@ class Summary:
 
     model: ModelSummary
     source: str = ""
+    #: compact per-block and per-module-kind lines (:func:`~alphahat.report.groups.describe_groups`;
+    #: empty for a model without transformer blocks)
+    groups: tuple[str, ...] = ()
 
     @property
     def means(self) -> Mapping[str, float]:
@@ -162,13 +167,15 @@ class Summary:
         lines = [f"Model summary{f' — {self.source}' if self.source else ''}"]
         lines += [f"  {_LABELS[k]:<{width}}  {_fmt(self.means[k])}" for k in SUMMARY_METRICS]
         lines.append(f"  ({self._counts_line()})")
+        lines += [f"  {line}" for line in self.groups]
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
         """Markdown table."""
         lines = ["| metric | mean |", "|---|---:|"]
         lines += [f"| {_LABELS[k]} | {_fmt(self.means[k])} |" for k in SUMMARY_METRICS]
-        return "\n".join(lines) + f"\n\n_{self._counts_line()}_\n"
+        groups = "".join(f"\n{line}\n" for line in self.groups)
+        return "\n".join(lines) + f"\n\n_{self._counts_line()}_\n" + groups
 
     def to_html(self) -> str:
         """HTML table (self-contained, no scripts)."""
@@ -180,6 +187,7 @@ class Summary:
         return (
             "<table class='alphahat-summary'><thead><tr><th>metric</th><th>mean</th></tr>"
             f"</thead><tbody>{rows}</tbody></table><p><em>{escape_html(self._counts_line())}</em></p>"
+            + "".join(f"<p>{escape_html(line)}</p>" for line in self.groups)
         )
 
     def _repr_html_(self) -> str:
@@ -305,7 +313,32 @@ class Report:
         model = summarize(
             records(self.details), include_embeddings=include_embeddings, num_skipped=num_skipped
         )
-        return Summary(model, str(self.provenance.get("source", "")))
+        return Summary(model, str(self.provenance.get("source", "")), tuple(self._group_lines()))
+
+    def _group_lines(self) -> list[str]:
+        try:
+            return describe_groups(self.details)
+        except (KeyError, ValueError):  # a table without the columns (e.g. read from old JSON)
+            return []
+
+    def aggregate(
+        self, by: GroupBy | str = "block", block_pattern: str | None = None
+    ) -> pd.DataFrame:
+        """Mean, std, min and max of α and α̂ per block, module kind or both (``count`` too).
+
+        See :func:`alphahat.report.groups.aggregate`; ``block_pattern`` is a regex whose first
+        group is the block index (default: ``layers.12.``, ``layer.12.``, ``h.12.``,
+        ``blocks.12.``, ``block.12.``).
+        """
+        return aggregate(self.details, by, block_pattern)
+
+    def by_block(self, block_pattern: str | None = None) -> pd.DataFrame:
+        """:meth:`aggregate` per transformer block."""
+        return self.aggregate("block", block_pattern)
+
+    def by_kind(self, block_pattern: str | None = None) -> pd.DataFrame:
+        """:meth:`aggregate` per module kind (q, k, v, o, gate, up, down, embedding, …)."""
+        return self.aggregate("kind", block_pattern)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as JSON-able data (NaN → null)."""
@@ -343,6 +376,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "Report",
     "Summary",
+    "aggregate",
     "coverage_frame",
     "records",
 ]
