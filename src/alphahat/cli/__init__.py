@@ -21,7 +21,7 @@ import typer
 
 from alphahat._version import __version__
 from alphahat.cli import analyze, compare, describe, plot, report, zoo
-from alphahat.cli._shared import EXIT_NO_LAYERS, EXIT_OK, EXIT_USAGE
+from alphahat.cli._shared import EXIT_NO_LAYERS, EXIT_OK, EXIT_USAGE, Command
 
 app = typer.Typer(
     name="alphahat",
@@ -31,11 +31,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help is plain text: [brackets] are kept, not read as markup
 )
-app.command("analyze")(analyze.analyze)
-app.command("describe")(describe.describe)
-app.command("plot")(plot.plot)
-app.command("report")(report.report)
-app.command("compare")(compare.compare)
+app.command("analyze", cls=Command, epilog=analyze.LEGEND)(analyze.analyze)
+app.command("describe", cls=Command)(describe.describe)
+app.command("plot", cls=Command)(plot.plot)
+app.command("report", cls=Command)(report.report)
+app.command("compare", cls=Command)(compare.compare)
 app.add_typer(zoo.zoo_app())
 
 

@@ -12,6 +12,8 @@ from alphahat.cli._shared import (
     FormatOpt,
     ModelArg,
     OutputOpt,
+    check_output,
+    display_name,
     emit,
     fail,
     option_message,
@@ -32,6 +34,7 @@ def describe(
     from alphahat.report import COVERAGE_COLUMNS
 
     chosen = output_format(fmt, output)
+    check_output(output)
     try:
         frame = run(model, **option_values(options))
     except OptionError as exc:
@@ -44,7 +47,7 @@ def describe(
         if output is not None:
             emit(frame.to_string(index=False) + "\n", output)
         else:
-            print_table(frame, COVERAGE_COLUMNS, f"{model}: {len(frame)} tensors")
+            print_table(frame, COVERAGE_COLUMNS, f"{display_name(model)}: {len(frame)} tensors")
             sys.stdout.write(f"\n{len(frame)} tensors: {line}\n")
     elif chosen == "csv":
         emit(frame.to_csv(index=False, lineterminator="\n"), output)
