@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -55,6 +56,9 @@ def _root(
     ] = False,
 ) -> None:
     """How well is a neural network trained? Ask its weights."""
+    # the libraries that read weights warn in their own words (torch, h5py, onnx…); what
+    # the user needs to know is said by alphahat, so their warnings are not printed
+    warnings.filterwarnings("ignore", module=r"^(?!alphahat)")
 
 
 def main() -> None:

@@ -53,7 +53,9 @@ def report(
         str,
         typer.Option("--max-diagnostics", metavar="N", help="The cap of --diagnostics auto."),
     ] = "50",
-    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", metavar="TEXT", help="Page title.")
+    ] = None,
     quiet: QuietOpt = False,
     **options: Any,
 ) -> None:

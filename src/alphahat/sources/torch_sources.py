@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from collections.abc import Iterator
@@ -186,7 +187,6 @@ def pickle_globals(path: Path) -> list[str]:
     :func:`pickletools.genops` (no object is built): ``GLOBAL`` arguments, and the two strings
     before each ``STACK_GLOBAL``. At most the first 64 MiB are read. Empty when unreadable.
     """
-    import pickletools
     import zipfile
 
     try:
@@ -204,23 +204,41 @@ def pickle_globals(path: Path) -> list[str]:
     except (OSError, SourceError, zipfile.BadZipFile, RuntimeError):
         return []
     found: dict[str, None] = {}
-    strings: list[str] = []
+    stream = io.BytesIO(data)
+    for _ in range(8):  # a legacy file is several pickles in a row (magic, info, data…)
+        if not _scan_one_pickle(stream, found):
+            break
+    return list(found)
+
+
+def _scan_one_pickle(stream: io.BytesIO, found: dict[str, None]) -> bool:
+    """Add the globals of the next pickle in ``stream`` to ``found``; False at junk or end."""
+    import pickletools
+
+    strings: list[str] = []  # the strings pushed, in order (a STACK_GLOBAL takes the last two)
     memo: dict[int, str] = {}
+    top_is_string = False
     try:
-        for opcode, arg, _ in pickletools.genops(data):
+        for opcode, arg, _ in pickletools.genops(stream):
             name = opcode.name
+            pushed_string = False
             if name == "GLOBAL" and isinstance(arg, str):
                 found[arg.replace(" ", ".", 1)] = None
             elif name == "STACK_GLOBAL" and len(strings) >= 2:
                 found[f"{strings[-2]}.{strings[-1]}"] = None
             elif isinstance(arg, str) and ("UNICODE" in name or name.endswith("STRING")):
-                strings.append(str(arg))
-            elif name == "MEMOIZE" and strings:
+                strings.append(arg)
+                pushed_string = True
+            elif name == "MEMOIZE" and top_is_string:
                 memo[len(memo)] = strings[-1]
-            elif name in ("BINPUT", "LONG_BINPUT", "PUT") and strings and isinstance(arg, int):
-                memo[arg] = strings[-1]
+                pushed_string = True
+            elif name in ("BINPUT", "LONG_BINPUT", "PUT") and top_is_string:
+                memo[int(arg or 0)] = strings[-1]
+                pushed_string = True
             elif name in ("BINGET", "LONG_BINGET", "GET") and isinstance(arg, int) and arg in memo:
                 strings.append(memo[arg])
+                pushed_string = True
+            top_is_string = pushed_string
     except (ValueError, EOFError, KeyError, TypeError):  # the end of what was read, or junk
-        pass
-    return list(found)
+        return False
+    return True
