@@ -171,7 +171,7 @@ def print_layer_table(frame: Any, title: str, columns: str | None, wide: bool) -
     A terminal gets the compact column set fitted to its width (:mod:`alphahat.cli._table`);
     anything else gets :data:`alphahat.report.TABLE_COLUMNS` as before (or the columns asked).
     """
-    from alphahat.cli._table import COMPACT_COLUMNS, layout_table
+    from alphahat.cli._table import COMPACT_COLUMNS
     from alphahat.report import TABLE_COLUMNS, records
 
     chosen = table_columns(frame, columns, wide)
@@ -181,17 +181,30 @@ def print_layer_table(frame: Any, title: str, columns: str | None, wide: bool) -
     if not terminal and not wide:
         print_table(frame, chosen or TABLE_COLUMNS, title)
         return "reason" in (chosen or ())
-    chosen = chosen or list(COMPACT_COLUMNS)
-    width = None if wide else terminal_width()
-    layout = layout_table(records(frame), chosen, width, printable=printable)
+    shown = print_fitted_table(
+        records(frame), chosen or COMPACT_COLUMNS, title, None if wide else terminal_width()
+    )
+    return "reason" in shown or "status" in shown
+
+
+def print_fitted_table(
+    rows: list[dict[str, Any]], columns: Iterable[str], title: str, width: int | None
+) -> tuple[str, ...]:
+    """``rows`` laid out within ``width`` (:func:`alphahat.cli._table.layout_table`) on stdout.
+
+    Returns the columns shown (a column is dropped only when a name would not fit).
+    """
+    from alphahat.cli._table import layout_table
+
+    layout = layout_table(rows, list(columns), width, printable=printable)
     left_off = [repr(a) for a in (layout.common_prefix, layout.common_suffix) if a]
     if left_off:
         title += f" (names without the {' and '.join(left_off)} they all share)"
-    bold = terminal and os.environ.get("NO_COLOR") is None
+    bold = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
     head, *rest = layout.lines
     lines = [printable(title), "\x1b[1m" + head + "\x1b[0m" if bold else head, *rest]
     sys.stdout.write("\n".join(lines) + "\n")
-    return "reason" in layout.columns or "status" in layout.columns
+    return layout.columns
 
 
 def nothing_analysed(report: Report, options: Mapping[str, Any]) -> str:

@@ -106,30 +106,13 @@ def shorten(name: str, width: int) -> str:
     return short[:head] + "…" + short[len(short) - (width - 1 - head) :]
 
 
-def _abbreviate(name: str, count: int) -> str:
-    parts = name.split(".")
-    for i in range(min(count, len(parts) - 1)):
-        if not parts[i].isdigit():
-            parts[i] = parts[i][:1]
-    return ".".join(parts)
-
-
 def shorten_all(names: Sequence[str], width: int) -> list[str]:
-    """Names in at most ``width`` characters each, shortened alike.
+    """Each name in at most ``width`` characters, cut no more than it needs (:func:`shorten`).
 
-    The same number of leading dotted components is cut to its first letter in every name
-    (the fewest that make them fit: ``encoder.layer.5.attention.self.query`` →
-    ``e.l.5.a.self.query``, ``encoder.layer.5.output.dense`` → ``e.l.5.o.dense``); what still
-    does not fit loses its middle (:func:`shorten`).
+    ``encoder.layer.5.attention.self.query`` → ``e.l.5.a.self.query`` and
+    ``encoder.layer.5.output.dense`` → ``e.l.5.output.dense`` at 20 characters.
     """
-    if all(len(n) <= width for n in names):
-        return list(names)
-    depth = max((n.count(".") for n in names), default=0)
-    for count in range(1, depth + 1):
-        short = [_abbreviate(n, count) for n in names]
-        if all(len(n) <= width for n in short):
-            return short
-    return [shorten(n, width) for n in names]
+    return [shorten(name, width) for name in names]
 
 
 def cells_wide(text: str) -> int:
@@ -230,13 +213,14 @@ def _room(
         return dict(want)
     spare = width - sum(fixed.values()) - len(_GAP) * (len(columns) - 1)
     room = dict(want)
-    others = [c for c in want if c != "name"]
+    others = sorted((c for c in want if c != "name"), key=lambda c: want[c])
     short_other = {c: min(want[c], 24) for c in others}  # a long reason wraps
     if "name" in want:
         room["name"] = max(4, min(want["name"], spare - sum(short_other.values())))
         spare -= room["name"]
-    for c in others:
-        room[c] = max(6, min(want[c], spare // max(1, len(others))))
+    for i, c in enumerate(others):  # the narrow ones first; what they leave goes to the next
+        room[c] = max(6, min(want[c], spare // (len(others) - i)))
+        spare -= room[c]
     return room
 
 

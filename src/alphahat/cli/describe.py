@@ -19,7 +19,9 @@ from alphahat.cli._shared import (
     option_message,
     option_values,
     output_format,
+    print_fitted_table,
     print_table,
+    terminal_width,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -47,7 +49,14 @@ def describe(
         if output is not None:
             emit(frame.to_string(index=False) + "\n", output)
         else:
-            print_table(frame, COVERAGE_COLUMNS, f"{display_name(model)}: {len(frame)} tensors")
+            title = f"{display_name(model)}: {len(frame)} tensors"
+            if sys.stdout.isatty():  # what fits the terminal; -f csv has every column
+                from alphahat.report import records
+
+                columns = ("layer_id", "name", "kind", "shape", "dtype", "status", "reason")
+                print_fitted_table(records(frame), columns, title, terminal_width())
+            else:
+                print_table(frame, COVERAGE_COLUMNS, title)
             sys.stdout.write(f"\n{len(frame)} tensors: {line}\n")
     elif chosen == "csv":
         emit(frame.to_csv(index=False, lineterminator="\n"), output)
