@@ -59,7 +59,6 @@ def _root(
     # the libraries that read weights warn in their own words (torch, h5py, onnx…); what
     # the user needs to know is said by alphahat, so their warnings are not printed
     warnings.filterwarnings("ignore", module=r"^(?!alphahat)")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # and in the worker processes of -j
 
 
 def main() -> None:
