@@ -36,6 +36,8 @@ HEADINGS = {
 #: Columns dropped first when even a shortened name does not fit.
 _DROP_ORDER = ("log_spectral_norm", "D", "kind", "NxM")
 _MIN_NAME = 12
+#: right-aligned whatever their cells hold
+_RIGHT = ("layer_id", "NxM")
 _GAP = " "
 _SHORT_STATUS = {"under-trained": "under", "over-trained": "over"}
 
@@ -231,8 +233,7 @@ def _render(
     room: dict[str, int],
 ) -> tuple[str, ...]:
     widths = {c: fixed.get(c, room.get(c, 0)) for c in columns}
-    right = {c for c in columns if c in fixed and c not in ("kind",) and c in _NUMERIC_HINT}
-    right |= {c for c in columns if c in fixed and _all_numeric(text[c])}
+    right = {c for c in columns if c in fixed and (c in _RIGHT or _all_numeric(text[c]))}
 
     def line(cells: Sequence[str]) -> str:
         out = [_pad(cell, widths[c], c in right) for c, cell in zip(columns, cells, strict=True)]
@@ -257,9 +258,6 @@ def _render(
             ]
             lines.append(line(cells))
     return tuple(lines)
-
-
-_NUMERIC_HINT = ("layer_id", "NxM")
 
 
 def _all_numeric(cells: Sequence[str]) -> bool:
