@@ -206,6 +206,10 @@ def test_the_cli_flags_are_generated_from_the_table() -> None:
             continue
         param = params[spec.name]
         declared = [*param.opts, *param.secondary_opts]
+        alias = params.get(spec.name + "__alias")  # older spellings: a hidden parameter
+        if spec.aliases:
+            assert alias is not None and alias.hidden and list(alias.opts) == list(spec.aliases)
+            declared += alias.opts
         for flag in spec.flags:
             for name in flag.split("/"):
                 assert name in declared, (spec.name, name)

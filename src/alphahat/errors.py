@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """``text`` on one line with control characters escaped (names in files are untrusted).
+
+    An ESC byte becomes the four characters backslash, x, 1, b: a file or tensor name can hold
+    ESC or BEL bytes that a terminal would obey; every message, title and summary line prints
+    names through this.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class AlphahatError(Exception):
     """Base class of every error this package raises on purpose."""
 

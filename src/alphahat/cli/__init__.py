@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Annotated
 
 import typer
 
 from alphahat._version import __version__
 from alphahat.cli import allocate, analyze, compare, describe, plot, report, zoo
-from alphahat.cli._shared import EXIT_NO_LAYERS, EXIT_OK, EXIT_USAGE
+from alphahat.cli._shared import EXIT_NO_LAYERS, EXIT_OK, EXIT_USAGE, Command
 
 app = typer.Typer(
     name="alphahat",
@@ -32,12 +33,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help is plain text: [brackets] are kept, not read as markup
 )
-app.command("analyze")(analyze.analyze)
-app.command("describe")(describe.describe)
-app.command("plot")(plot.plot)
-app.command("report")(report.report)
-app.command("compare")(compare.compare)
-app.command("allocate")(allocate.allocate)
+app.command("analyze", cls=Command, epilog=analyze.LEGEND)(analyze.analyze)
+app.command("describe", cls=Command)(describe.describe)
+app.command("plot", cls=Command)(plot.plot)
+app.command("report", cls=Command)(report.report)
+app.command("compare", cls=Command)(compare.compare)
+app.command("allocate", cls=Command)(allocate.allocate)
 app.add_typer(zoo.zoo_app())
 
 
@@ -57,6 +58,9 @@ def _root(
     ] = False,
 ) -> None:
     """How well is a neural network trained? Ask its weights."""
+    # the libraries that read weights warn in their own words (torch, h5py, onnx…); what
+    # the user needs to know is said by alphahat, so their warnings are not printed
+    warnings.filterwarnings("ignore", module=r"^(?!alphahat)")
 
 
 def main() -> None:

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
-from alphahat.errors import OptionError
+from alphahat.errors import OptionError, printable
+
+__all__ = ["printable"]  # re-exported for the commands
 
 EXIT_OK, EXIT_NO_LAYERS, EXIT_USAGE = 0, 1, 2
 OUTPUT_FORMATS = ("table", "csv", "json")
 
+if TYPE_CHECKING:
+    from alphahat.report import Report
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def printable(text: str) -> str:
-    """``text`` on one line with control characters escaped (names in files are untrusted)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -90,6 +92,146 @@ def print_table(frame: Any, columns: Iterable[str], title: str) -> None:
     console.print(table)
 
 
+def display_name(model: str | Path) -> str:
+    """The model as titles name it: its file (or folder) name; the full path is in provenance."""
+    text = str(model).rstrip("/\\")
+    return printable(Path(text).name or text)
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (``COLUMNS`` when set)."""
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def check_output(path: Path | None, flag: str = "-o") -> None:
+    """Fail before any work when ``path`` cannot be written: a missing or read-only folder."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        fail(f"{flag} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        fail(f"{flag} {path}: cannot write: the folder {folder} {what}")
+    if not os.access(folder, os.W_OK):
+        fail(f"{flag} {path}: cannot write: the folder {folder} is not writable")
+
+
+def table_columns(frame: Any, columns: str | None, wide: bool) -> list[str] | None:
+    """The columns ``--columns``/``--wide`` ask for (None: the default set), checked."""
+    from alphahat.cli._table import DERIVED_COLUMNS
+
+    known = [*frame.columns, *DERIVED_COLUMNS]
+    if wide and columns is None:
+        return list(frame.columns)
+    if columns is None:
+        return None
+    chosen = [c.strip() for c in columns.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in known]
+    if unknown or not chosen:
+        fail(
+            OptionError(
+                "--columns", f"column names of the table ({', '.join(known)})", columns
+            ).named("--columns")
+        )
+    return chosen
+
+
+def check_columns(columns: str | None, values: Mapping[str, Any]) -> None:
+    """Fail before the analysis on ``--columns`` naming no column a run with ``values`` makes.
+
+    The always-present columns are known; options that add columns (``--mp-fit``,
+    ``--randomize``, …) are checked after the run (:func:`table_columns`).
+    """
+    from alphahat.cli._table import DERIVED_COLUMNS
+    from alphahat.pipeline.options import OPTION_TABLE
+    from alphahat.report import DETAIL_COLUMNS
+
+    adds_columns = ("mp_fit", "randomize", "detX", "vectors", "fix_fingers", "fit", "pool", "fft")
+    changed = [
+        n for n in adds_columns if values.get(n, OPTION_TABLE[n].default) != OPTION_TABLE[n].default
+    ]
+    if columns is None or changed:
+        return
+    known = [*DETAIL_COLUMNS, *DERIVED_COLUMNS]
+    chosen = [c.strip() for c in columns.split(",") if c.strip()]
+    if not chosen or any(c not in known for c in chosen):
+        fail(
+            OptionError(
+                "--columns", f"column names of the table ({', '.join(known)})", columns
+            ).named("--columns")
+        )
+
+
+def print_layer_table(frame: Any, title: str, columns: str | None, wide: bool) -> bool:
+    """The per-layer table on stdout; True when it shows the failed layers' reasons.
+
+    A terminal gets the compact column set fitted to its width (:mod:`alphahat.cli._table`);
+    anything else gets :data:`alphahat.report.TABLE_COLUMNS` as before (or the columns asked).
+    """
+    from alphahat.cli._table import COMPACT_COLUMNS
+    from alphahat.report import TABLE_COLUMNS, records
+
+    chosen = table_columns(frame, columns, wide)
+    if "NxM" in (chosen or ()):
+        frame = frame.assign(NxM=[f"{n}×{m}" for n, m in zip(frame["N"], frame["M"], strict=True)])
+    terminal = sys.stdout.isatty()
+    if not terminal and not wide:
+        print_table(frame, chosen or TABLE_COLUMNS, title)
+        return "reason" in (chosen or ())
+    shown = print_fitted_table(
+        records(frame), chosen or COMPACT_COLUMNS, title, None if wide else terminal_width()
+    )
+    return "reason" in shown or "status" in shown
+
+
+def print_fitted_table(
+    rows: list[dict[str, Any]], columns: Iterable[str], title: str, width: int | None
+) -> tuple[str, ...]:
+    """``rows`` laid out within ``width`` (:func:`alphahat.cli._table.layout_table`) on stdout.
+
+    Returns the columns shown (a column is dropped only when a name would not fit).
+    """
+    from alphahat.cli._table import layout_table
+
+    layout = layout_table(rows, list(columns), width, printable=printable)
+    left_off = [repr(a) for a in (layout.common_prefix, layout.common_suffix) if a]
+    if left_off:
+        title += f" (names without the {' and '.join(left_off)} they all share)"
+    bold = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+    head, *rest = layout.lines
+    lines = [printable(title), "\x1b[1m" + head + "\x1b[0m" if bold else head, *rest]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return layout.columns
+
+
+def nothing_analysed(report: Report, options: Mapping[str, Any]) -> str:
+    """Why no layer was analysed: a --layers that matched nothing, or the skip reasons."""
+    coverage = report.coverage
+    source = display_name(str(report.provenance.get("source", ""))) or "the model"
+    if coverage.empty:
+        return f"no layer could be analysed: {source} holds no tensors"
+    filtered = coverage[coverage["reason"] == "excluded by the layer filter"]
+    specs = layer_specs([*(options.get("layers") or []), *(options.get("layers__alias") or [])])
+    if len(filtered) and specs:
+        names = ", ".join(printable(str(n)) for n in filtered["name"].head(3))
+        more = ", …" if len(filtered) > 3 else ""
+        given = ",".join(specs)
+        return (
+            f"no layer could be analysed: --layers {given!r} matched none of the "
+            f"{len(filtered)} matrices of {source}; their names look like {names}{more}"
+        )
+    counts = coverage["reason"].value_counts()
+    reasons = ", ".join(f'{n} × "{printable(str(r))}"' for r, n in counts.head(4).items())
+    more = f"; and {len(counts) - 4} other reason(s)" if len(counts) > 4 else ""
+    return (
+        f"no layer could be analysed: all {len(coverage)} tensor(s) of {source} were skipped: "
+        f"{reasons}{more} (alphahat describe lists each)"
+    )
+
+
 def emit(text: str, output: Path | None) -> None:
     """``text`` to stdout, or atomically to ``output`` (with a note)."""
     if output is None:
@@ -102,6 +244,41 @@ def emit(text: str, output: Path | None) -> None:
     except OSError as exc:
         fail(f"{output}: cannot write: {exc.strerror or exc}")
     note(f"wrote {output}")
+
+
+class Command(TyperCommand):
+    """A command whose help names its arguments as users write them.
+
+    ``alphahat analyze [OPTIONS] MODEL`` and ``MODEL  A .safetensors file…`` rather than
+    typer's ``{MODEL}`` and ``MODEL <str>``; options are listed as typer lists them.
+    """
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # noqa: D102
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(_argument_name(param))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:  # noqa: D102
+        arguments: list[tuple[str, str]] = []
+        options: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                if not getattr(param, "hidden", False):
+                    arguments.append((_argument_name(param), getattr(param, "help", "") or ""))
+            elif (record := param.get_help_record(ctx)) is not None:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _argument_name(param: Any) -> str:
+    return str(param.metavar or (param.name or "ARG").upper())
 
 
 ModelArg = Annotated[
@@ -136,30 +313,53 @@ QuietOpt = Annotated[
 # the option table as flags
 
 
+#: Suffix of the hidden parameter that takes an option's older spellings (``--layer``).
+ALIAS_SUFFIX = "__alias"
+
+
+def _alias_parameter(name: str) -> inspect.Parameter | None:
+    """A hidden parameter for the older spellings of option ``name``, if it has any."""
+    from alphahat.pipeline.options import OPTION_TABLE, Layers
+
+    spec = OPTION_TABLE[name]
+    if not spec.aliases:
+        return None
+    info = typer.Option(*spec.aliases, hidden=True)
+    annotation: Any = Annotated[
+        list[str] | None if isinstance(spec.constraint, Layers) else str | None, info
+    ]
+    return inspect.Parameter(
+        name + ALIAS_SUFFIX, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+
+
 def _parameter(name: str) -> inspect.Parameter:
-    """The typer parameter of option ``name``: its flags, metavar, help and shown default."""
+    """The typer parameter of option ``name``: its flags, metavar, help and shown default.
+
+    Older spellings of the flag (``spec.aliases``) are a separate hidden parameter
+    (:func:`_alias_parameter`), so ``--help`` shows one name per option.
+    """
     from alphahat.pipeline.options import OPTION_TABLE, Flag, Layers, TriState
 
     spec = OPTION_TABLE[name]
     constraint = spec.constraint
     keyword = inspect.Parameter.KEYWORD_ONLY
+    flags = tuple(f for f in (spec.flag, spec.short) if f)
     if isinstance(constraint, Flag):
-        info = typer.Option(*spec.flags, help=spec.help)
+        info = typer.Option(*flags, help=spec.help)
         return inspect.Parameter(
             name, keyword, default=spec.default, annotation=Annotated[bool, info]
         )
     if isinstance(constraint, TriState):
-        info = typer.Option(*spec.flags, help=spec.help, show_default=False)
+        info = typer.Option(*flags, help=spec.help, show_default=False)
         return inspect.Parameter(
             name, keyword, default=None, annotation=Annotated[bool | None, info]
         )
     if isinstance(constraint, Layers):
-        info = typer.Option(
-            *spec.flags, metavar=spec.placeholder, help=spec.help, show_default=False
-        )
+        info = typer.Option(*flags, metavar=spec.placeholder, help=spec.help, show_default=False)
         annotation: Any = Annotated[list[str] | None, info]
     else:
-        info = typer.Option(*spec.flags, metavar=spec.placeholder, help=spec.help)
+        info = typer.Option(*flags, metavar=spec.placeholder, help=spec.help)
         annotation = Annotated[str | None, info]
         if spec.default is not None:  # shown as the default, read back by option_values
             return inspect.Parameter(
@@ -178,7 +378,8 @@ def with_options(*names: str) -> Callable[[F], F]:
     def decorate(command: F) -> F:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        params = own + [_parameter(name) for name in names]
+        aliases = [p for p in map(_alias_parameter, names) if p is not None]
+        params = own + [_parameter(name) for name in names] + aliases
         command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
         return command
 
@@ -193,6 +394,13 @@ def option_values(raw: Mapping[str, Any]) -> dict[str, Any]:
     from alphahat.pipeline.options import OPTION_TABLE
 
     values: dict[str, Any] = {}
+    raw = dict(raw)
+    for alias in [k for k in raw if k.endswith(ALIAS_SUFFIX)]:  # --layer: one with --layers
+        name, value = alias.removesuffix(ALIAS_SUFFIX), raw.pop(alias)
+        if isinstance(value, list):
+            raw[name] = [*(raw.get(name) or []), *value]
+        elif value is not None:
+            raw[name] = value
     for name, value in raw.items():
         spec = OPTION_TABLE[name]
         try:
@@ -205,6 +413,18 @@ def option_values(raw: Mapping[str, Any]) -> dict[str, Any]:
         except OptionError as exc:
             fail(exc.named(spec.cli_name or name))
     return values
+
+
+def checked_value(flag: str, text: str, constraint: Any) -> Any:
+    """Command-line ``text`` of a command's own option ``flag``, read and checked.
+
+    ``constraint`` is an :mod:`alphahat.pipeline.options` constraint: a wrong value gets the
+    option table's one message shape, never click's.
+    """
+    try:
+        return constraint.check(flag, constraint.parse(flag, text))
+    except OptionError as exc:  # what was typed, not what it was read as (2, not 2.0)
+        fail(OptionError(flag, exc.requirement, text).named(flag))
 
 
 def option_message(exc: OptionError) -> str:

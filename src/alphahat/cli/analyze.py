@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,13 +18,18 @@ from alphahat.cli._shared import (
     ModelArg,
     OutputOpt,
     QuietOpt,
+    check_columns,
+    check_output,
+    display_name,
     emit,
     fail,
     note,
+    nothing_analysed,
     option_message,
     option_values,
     output_format,
-    print_table,
+    print_layer_table,
+    printable,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -93,6 +99,43 @@ def _emit_groups(
         note(f"no layer matched a block or kind for --by {by}")
 
 
+#: The column legend of ``alphahat analyze --help`` (click keeps ``\b`` paragraphs as written).
+LEGEND = """\b
+The table's columns (on a terminal; -f csv/json has every column, --wide shows them):
+  id         the layer id: the position among the model's tensors with >= 2 dims, the
+             skipped ones included, so ids jump where a tensor was skipped (alphahat
+             describe MODEL lists every tensor and why it was skipped)
+  N×M        the matrix: N >= M, M eigenvalues of WᵀW per matrix
+  α          alpha: the power-law exponent of the tail of the ESD; 2 <= α <= 6 is well
+             trained, α > 6 under-trained, α < 2 over-trained
+  α̂           alpha_weighted = α·log₁₀λmax; negative when λmax < 1 (as in MiniLM's
+             pooler): that is the metric's definition, not an error
+  D          the Kolmogorov-Smirnov distance of the power-law fit (smaller: a better fit)
+  log₁₀λmax  log_spectral_norm: log₁₀ of the largest eigenvalue of WᵀW
+  status     fitted, under-trained, over-trained, or failed: and the reason
+The model summary averages the fitted layers; alphahat report MODEL -o report.html draws
+the figures."""
+
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        "-c",
+        metavar="COLUMNS",
+        help="The table's columns, comma-separated: any column of -f csv, and NxM. On a "
+        "terminal the default is layer_id, name, kind, NxM, alpha, alpha_weighted, D, "
+        "log_spectral_norm and status.",
+        show_default=False,
+    ),
+]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Every column of -f csv in the table, names whole (wider than the terminal)."
+    ),
+]
+
+
 def _journal_path(output: Path | None) -> Path | None:
     """Where ``analyze -o FILE`` keeps its finished layers until FILE is written."""
     if output is None:
@@ -114,6 +157,8 @@ def analyze(
     model: ModelArg,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
+    columns: ColumnsOpt = None,
+    wide: WideOpt = False,
     quiet: QuietOpt = False,
     by: ByOpt = None,
     block_pattern: BlockPatternOpt = None,
@@ -121,13 +166,14 @@ def analyze(
 ) -> None:
     """Analyse every weight matrix: per-layer table (α, α̂, D, norms…) and the model summary."""
     from alphahat.analysis import analyze as run
-    from alphahat.report import TABLE_COLUMNS
 
     chosen = output_format(fmt, output)
     group_by = _group_by(by, block_pattern)
     values = option_values(options)
     if values.get("resume") and output is None:
         fail("--resume needs -o FILE (the finished layers are kept next to it)")
+    check_output(output)
+    check_columns(columns, values)
     journal = _journal_path(output)
     try:
         report = run(model, journal=journal, progress=not quiet, **values)
@@ -137,16 +183,23 @@ def analyze(
         fail(str(exc))
     if not quiet:
         _run_notes(report.run_info)
+    if report.details.empty:
+        if journal is not None:
+            journal.unlink(missing_ok=True)
+        fail(nothing_analysed(report, options), EXIT_NO_LAYERS)
     summary = report.summary()
+    summary = replace(summary, source=display_name(model))
+    shown_reasons = False
     if group_by is not None:
-        _emit_groups(report, group_by, block_pattern, chosen, output, str(model))
+        _emit_groups(report, group_by, block_pattern, chosen, output, display_name(model))
     elif chosen == "table":
         if output is not None:
             emit(report.details.to_string(index=False) + "\n\n" + summary.to_text() + "\n", output)
         else:
             from alphahat._version import __version__
 
-            print_table(report.details, TABLE_COLUMNS, f"alphahat {__version__} — {model}")
+            title = f"alphahat {__version__} — {display_name(model)}"
+            shown_reasons = print_layer_table(report.details, title, columns, wide)
             sys.stdout.write("\n" + summary.to_text() + "\n")
     else:
         emit(report.to_csv() if chosen == "csv" else report.to_json(), output)
@@ -155,11 +208,29 @@ def analyze(
     if journal is not None:
         journal.unlink(missing_ok=True)  # its layers are in the output now
     failed = report.details[report.details["status"] == "failed"]
-    if not quiet:
+    if not quiet and not shown_reasons:
         for name, reason in zip(failed["name"], failed["reason"], strict=True):
             note(f"layer {name} failed: {reason}")
+    if not quiet and sys.stderr.isatty():
+        note(what_next(report, model, chosen))
     if summary.model.num_layers == 0:
-        fail(
-            "no layer could be analysed (see the reasons above, or run 'alphahat describe')",
-            EXIT_NO_LAYERS,
-        )
+        fail("no layer could be fitted (the reasons are above)", EXIT_NO_LAYERS)
+
+
+def what_next(report: Report, model: str, chosen: str) -> str:
+    """The one line of guidance after the summary: where the rest is."""
+    quoted = _quoted(model)
+    skipped = int((report.coverage["status"] == "skipped").sum())
+    parts = []
+    if skipped:
+        parts.append(f"alphahat describe {quoted} (why {skipped} tensors were skipped)")
+    parts.append(f"alphahat report {quoted} -o report.html (figures)")
+    if chosen == "table":
+        parts.append("-f csv (every column); analyze --help (what they mean)")
+    return "next: " + ", ".join(parts)
+
+
+def _quoted(model: str) -> str:
+    import shlex
+
+    return shlex.quote(printable(model))

@@ -17,6 +17,8 @@ from alphahat.cli._shared import (
     OutputOpt,
     QuietOpt,
     cell,
+    check_output,
+    checked_value,
     emit,
     fail,
     layer_specs,
@@ -130,13 +132,16 @@ def compare(
         bool, typer.Option("--no-cache", help="Analyse every model again; store nothing.")
     ] = False,
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples (0: no intervals).")
-    ] = 1000,
+        str,
+        typer.Option("--bootstrap", metavar="N", help="Bootstrap resamples (0: no intervals)."),
+    ] = "1000",
     confidence: Annotated[
-        float,
-        typer.Option("--confidence", min=0.5, max=0.999, help="Level of the intervals."),
-    ] = 0.95,
-    bootstrap_seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+        str,
+        typer.Option("--confidence", metavar="X", help="Level of the intervals, in [0.5, 0.999]."),
+    ] = "0.95",
+    bootstrap_seed: Annotated[
+        str, typer.Option("--seed", metavar="N", help="Seed of the bootstrap.")
+    ] = "0",
     figures: Annotated[
         Path | None,
         typer.Option(
@@ -165,8 +170,14 @@ def compare(
     from alphahat.compare import compare as run
     from alphahat.compare import read_manifest
     from alphahat.engine.progress import progress_bar
+    from alphahat.pipeline.options import Integer, Number
 
     chosen = output_format(fmt, output)
+    num_bootstrap = checked_value("--bootstrap", bootstrap, Integer(minimum=0))
+    level = checked_value("--confidence", confidence, Number(at_least=0.5, at_most=0.999))
+    seed = checked_value("--seed", bootstrap_seed, Integer(minimum=0))
+    for flag, path in (("-o", output), ("--html", html_path), ("--models-output", models_output)):
+        check_output(path, flag)
     metric_names = layer_specs(metrics) or None
     values = option_values(options)
     unsafe_load = values.pop("unsafe_load", False)
@@ -180,9 +191,9 @@ def compare(
                 accuracy_scale=scale,
                 cache_dir=cache_dir,
                 use_cache=not no_cache,
-                num_bootstrap=bootstrap,
-                confidence=confidence,
-                seed=bootstrap_seed,
+                num_bootstrap=num_bootstrap,
+                confidence=level,
+                seed=seed,
                 unsafe_load=unsafe_load,
                 progress=bar,
                 **values,

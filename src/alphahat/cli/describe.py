@@ -12,12 +12,16 @@ from alphahat.cli._shared import (
     FormatOpt,
     ModelArg,
     OutputOpt,
+    check_output,
+    display_name,
     emit,
     fail,
     option_message,
     option_values,
     output_format,
+    print_fitted_table,
     print_table,
+    terminal_width,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -32,6 +36,7 @@ def describe(
     from alphahat.report import COVERAGE_COLUMNS
 
     chosen = output_format(fmt, output)
+    check_output(output)
     try:
         frame = run(model, **option_values(options))
     except OptionError as exc:
@@ -44,7 +49,14 @@ def describe(
         if output is not None:
             emit(frame.to_string(index=False) + "\n", output)
         else:
-            print_table(frame, COVERAGE_COLUMNS, f"{model}: {len(frame)} tensors")
+            title = f"{display_name(model)}: {len(frame)} tensors"
+            if sys.stdout.isatty():  # what fits the terminal; -f csv has every column
+                from alphahat.report import records
+
+                columns = ("layer_id", "name", "kind", "shape", "dtype", "status", "reason")
+                print_fitted_table(records(frame), columns, title, terminal_width())
+            else:
+                print_table(frame, COVERAGE_COLUMNS, title)
             sys.stdout.write(f"\n{len(frame)} tensors: {line}\n")
     elif chosen == "csv":
         emit(frame.to_csv(index=False, lineterminator="\n"), output)

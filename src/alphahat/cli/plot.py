@@ -13,8 +13,10 @@ from alphahat.cli._shared import (
     SOURCE_OPTIONS,
     ModelArg,
     QuietOpt,
+    checked_value,
     fail,
     note,
+    nothing_analysed,
     option_message,
     option_values,
     with_options,
@@ -51,12 +53,16 @@ def plot(
             "--format", "-f", metavar="FORMAT", help="png (default) and/or svg; repeat for both."
         ),
     ] = None,
-    dpi: Annotated[float, typer.Option("--dpi", min=10, max=1200, help="PNG resolution.")] = 100,
+    dpi: Annotated[
+        str,
+        typer.Option("--dpi", metavar="N", help="PNG resolution, in [10, 1200] dots per inch."),
+    ] = "100",
     quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
     """Draw ESD fit figures of layers (and model figures) to DIR/{id:03d}-{name}-{kind}.png."""
     from alphahat.analysis import analyze
+    from alphahat.pipeline.options import Number
     from alphahat.plot import PLOT_FORMATS, PLOT_KINDS, save_plots
     from alphahat.plot.save import check_choice
 
@@ -65,6 +71,7 @@ def plot(
         formats = check_choice("plot format(s)", image_format or ["png"], PLOT_FORMATS)
     except ValueError as exc:
         fail(str(exc))
+    resolution = checked_value("--dpi", dpi, Number(at_least=10, at_most=1200))
     values = option_values(options)
     if "randomized" in kinds:  # the figure draws the analysis' own shuffles
         values["randomize"] = True
@@ -75,9 +82,9 @@ def plot(
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
     if report.details.empty:
-        fail("no layer to plot (see 'alphahat describe MODEL')", EXIT_NO_LAYERS)
+        fail(nothing_analysed(report, options), EXIT_NO_LAYERS)
     try:
-        saved = save_plots(report, output, kinds=kinds, formats=formats, dpi=dpi)
+        saved = save_plots(report, output, kinds=kinds, formats=formats, dpi=resolution)
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
     except OSError as exc:

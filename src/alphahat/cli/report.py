@@ -14,6 +14,8 @@ from alphahat.cli._shared import (
     SOURCE_OPTIONS,
     ModelArg,
     QuietOpt,
+    check_output,
+    checked_value,
     fail,
     layer_specs,
     note,
@@ -48,9 +50,12 @@ def report(
         ),
     ] = "auto",
     max_diagnostics: Annotated[
-        int, typer.Option("--max-diagnostics", min=0, help="The cap of --diagnostics auto.")
-    ] = 50,
-    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+        str,
+        typer.Option("--max-diagnostics", metavar="N", help="The cap of --diagnostics auto."),
+    ] = "50",
+    title: Annotated[
+        str | None, typer.Option("--title", metavar="TEXT", help="Page title.")
+    ] = None,
     quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
@@ -61,8 +66,11 @@ def report(
     """
     from alphahat.analysis import analyze
     from alphahat.html_report import report_html
+    from alphahat.pipeline.options import Integer
     from alphahat.report.io import write_atomic
 
+    cap = checked_value("--max-diagnostics", max_diagnostics, Integer(minimum=0))
+    check_output(output)
     choice: str | list[str] = diagnostics.strip()
     if choice not in ("auto", "all", "none"):
         choice = layer_specs([diagnostics])
@@ -84,7 +92,7 @@ def report(
     if not quiet:
         note("drawing the figures…")
     try:
-        page = report_html(result, title=title, diagnostics=choice, max_diagnostics=max_diagnostics)
+        page = report_html(result, title=title, diagnostics=choice, max_diagnostics=cap)
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
     if output is None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from alphahat.cli._shared import fail, note
+from alphahat.cli._shared import Command, checked_value, fail, note
 from alphahat.errors import AlphahatError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def zoo_app() -> typer.Typer:
         rich_markup_mode=None,
     )
 
-    @group.command("build")
+    @group.command("build", cls=Command)
     def build(
         directory: Annotated[
             Path, typer.Argument(metavar="DIR", help="Folder to write the zoo into.")
@@ -40,16 +40,19 @@ def zoo_app() -> typer.Typer:
             ),
         ] = "full",
         jobs: Annotated[
-            int, typer.Option("--jobs", "-j", min=1, help="Models trained at once (processes).")
-        ] = 1,
+            str,
+            typer.Option("--jobs", "-j", metavar="N", help="Models trained at once (processes)."),
+        ] = "1",
         force: Annotated[
             bool, typer.Option("--force", help="Replace a zoo already in DIR.")
         ] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     ) -> None:
         """Train the zoo (deterministic, seeded, CPU) and write safetensors + manifest.csv."""
+        from alphahat.pipeline.options import Integer
         from alphahat.zoo import build_zoo
 
+        processes = checked_value("--jobs", jobs, Integer(minimum=1))
         start = time.monotonic()
 
         def progress(done: int, total: int, model: ZooModel, trained: TrainedMLP) -> None:
@@ -62,7 +65,11 @@ def zoo_app() -> typer.Typer:
 
         try:
             manifest = build_zoo(
-                directory, size=cast("ZooSize", size), jobs=jobs, overwrite=force, progress=progress
+                directory,
+                size=cast("ZooSize", size),
+                jobs=processes,
+                overwrite=force,
+                progress=progress,
             )
         except (AlphahatError, ValueError) as exc:
             fail(str(exc))

@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from alphahat.errors import printable
+
 #: Called with (items done, total, name of the item just finished).
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -51,13 +53,13 @@ def progress_bar(
         TextColumn("ETA"),
         TimeRemainingColumn(),
         RateColumn(),
-        TextColumn("{task.fields[item]}", style="dim"),
+        TextColumn("{task.fields[item]}", style="dim", markup=False),  # names are not markup
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total, completed=done, item="")
 
         def update(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, total=total, item=name)
+            bar.update(task, completed=done, total=total, item=printable(name))
 
         yield update
 

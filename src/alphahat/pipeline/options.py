@@ -145,24 +145,29 @@ class NonZeroInteger(Integer):
 
 @dataclass(frozen=True)
 class Number(Constraint):
-    """A finite number > ``above`` (or ≥ ``at_least``)."""
+    """A finite number > ``above`` (or ≥ ``at_least``), and ≤ ``at_most``."""
 
     above: float | None = None
     at_least: float | None = None
     optional: bool = False
     unit: str = ""
     metavar: str = "X"
+    at_most: float | None = None
 
     def accepts(self, value: Any) -> bool:  # noqa: D102
         if not _is_number(value) or not math.isfinite(value):
             return False
-        return (self.above is None or value > self.above) and (
-            self.at_least is None or value >= self.at_least
+        return (
+            (self.above is None or value > self.above)
+            and (self.at_least is None or value >= self.at_least)
+            and (self.at_most is None or value <= self.at_most)
         )
 
     @property
     def requirement(self) -> str:  # type: ignore[override]  # noqa: D102
         what = f"a number of {self.unit}" if self.unit else "a finite number"
+        if self.at_most is not None and self.at_least is not None:
+            return f"{what} in [{self.at_least:g}, {self.at_most:g}]"
         if self.above == 0:
             return f"{what} > 0" if self.unit else "a positive number"
         if self.above is not None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from alphahat._version import __version__
+from alphahat.errors import printable
 from alphahat.metrics import SUMMARY_METRICS, ModelSummary, summarize
 from alphahat.report.groups import GroupBy, aggregate, describe_groups
 from alphahat.report.io import csv_output, json_output
@@ -122,6 +123,10 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class Summary:
     """The model summary of a report; renders as text, markdown and HTML."""
@@ -153,18 +158,21 @@ class Summary:
 
     def _counts_line(self) -> str:
         m = self.model
-        which = "fitted layers" if m.include_embeddings else "fitted layers, embeddings excluded"
+        fitted = m.num_analysed - m.num_failed
+        which = _plural(m.num_layers, "layer")
+        if not m.include_embeddings:
+            which += ", embeddings excluded"
         return (
-            f"averaged over {m.num_layers} {which}; {m.num_analysed} analysed, "
-            f"{m.num_failed} failed, {m.num_skipped} tensors skipped; "
-            f"{m.num_under_trained} under-trained (α > 6), "
+            f"{fitted} fitted, {m.num_failed} failed, {m.num_skipped} skipped; averaged over "
+            f"{which}; {m.num_under_trained} under-trained (α > 6), "
             f"{m.num_over_trained} over-trained (α < 2)"
         )
 
     def to_text(self) -> str:
-        """Plain-text block."""
+        """Plain-text block (control characters of the model's name escaped)."""
         width = max(len(v) for v in _LABELS.values())
-        lines = [f"Model summary{f' — {self.source}' if self.source else ''}"]
+        source = printable(self.source)
+        lines = [f"Model summary{f' — {source}' if source else ''}"]
         lines += [f"  {_LABELS[k]:<{width}}  {_fmt(self.means[k])}" for k in SUMMARY_METRICS]
         lines.append(f"  ({self._counts_line()})")
         lines += [f"  {line}" for line in self.groups]
@@ -365,8 +373,8 @@ class Report:
     def __repr__(self) -> str:
         s = self.summary().model
         return (
-            f"<Report {self.provenance.get('source', '')!r}: {s.num_analysed} layers analysed, "
-            f"{s.num_layers} fitted, {s.num_failed} failed, {s.num_skipped} tensors skipped>"
+            f"<Report {self.provenance.get('source', '')!r}: {s.num_analysed - s.num_failed} "
+            f"fitted, {s.num_failed} failed, {s.num_skipped} skipped>"
         )
 
 

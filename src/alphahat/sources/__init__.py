@@ -10,6 +10,7 @@ fine-tune deltas W − W_base. Only this package knows about frameworks and file
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,9 @@ def open_source(model: Any, *, unsafe_load: bool = False, base: Any = None) -> W
         return MappingSource(model)
     if isinstance(model, str | os.PathLike):
         path = Path(model)
-        source = _open_path(path, unsafe_load)
+        with warnings.catch_warnings():  # a reader library's warnings are not ours to print
+            warnings.simplefilter("ignore")
+            source = _open_path(path, unsafe_load)
         if source.model_config is None:
             source.model_config = read_model_config(path if path.is_dir() else path.parent)
         return source

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,10 +101,12 @@ def load_torch_file(path: Path, unsafe_load: bool = False) -> WeightSource:
             "unsafe_load=True) if you trust this file."
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=True)
+        with warnings.catch_warnings():  # torch's warnings are not ours to print
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=True)
     except RuntimeError as exc:
         if "mmap" not in str(exc):
-            raise SourceError(f"{path}: not a readable PyTorch file ({first_line(exc)})") from exc
+            raise _load_error(path, exc, unsafe_load) from exc
         obj = _load_without_mmap(torch, path, unsafe_load)
     except Exception as exc:  # torch raises many types for bad pickles
         raise _load_error(path, exc, unsafe_load) from exc
@@ -124,18 +128,117 @@ def load_torch_file(path: Path, unsafe_load: bool = False) -> WeightSource:
 def _load_without_mmap(torch: Any, path: Path, unsafe_load: bool) -> Any:
     """Legacy (non-zip) files cannot be memory-mapped."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=not unsafe_load)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=not unsafe_load)
     except Exception as exc:
         raise _load_error(path, exc, unsafe_load) from exc
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+#: how much of a pickle is read to name what it holds (never unpickled: only scanned)
+_SCAN_BYTES = 64 << 20
+#: globals a weights-only state dict is made of (the rest is what the refusal names)
+_WEIGHT_GLOBALS = re.compile(r"^(torch(\..*)?|collections|_codecs|numpy(\..*)?)\.")
+
+
 def _load_error(path: Path, exc: BaseException, unsafe_load: bool) -> SourceError:
+    """The error of a ``torch.load`` that failed, in our words (torch's advice left out)."""
     text = str(exc)
-    # torch wraps every unpickling error of a weights_only load; only a forbidden global
-    # means the file needs a full (code-running) unpickle — anything else is a corrupt file.
-    if not unsafe_load and ("Unsupported global" in text or "not an allowed global" in text):
+    head = _file_head(path, 32)
+    # torch wraps every unpickling error of a weights_only load; a global or instruction the
+    # weights-only reader refuses means the file needs a full (code-running) unpickle
+    weights_only = "Weights only load failed" in text
+    scanned = pickle_globals(path) if weights_only else []
+    found = [g for g in scanned if not _WEIGHT_GLOBALS.match(g)]
+    if not unsafe_load and (found or (weights_only and "global" in text.lower())):
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        what = "objects that are not tensors" + (f" ({shown})" if found else "")
         return SourceError(
-            f"{path}: refused: loading it needs a full unpickle, which can run arbitrary code. "
-            "If you trust this file, pass --unsafe-load (Python: unsafe_load=True)."
+            f"{path}: refused: it holds {what}, and loading it could run code from the file; "
+            "pass --unsafe-load (Python: unsafe_load=True) only if you trust this file."
         )
-    return SourceError(f"{path}: not a readable PyTorch file ({first_line(exc)})")
+    if not head.startswith(_ZIP_MAGIC) and not head.startswith(b"\x80"):
+        return SourceError(
+            f"{path}: not a PyTorch file: neither a zip checkpoint nor a pickle; it starts "
+            f"with {head[:24]!r}"
+        )
+    kind = "zip checkpoint" if head.startswith(_ZIP_MAGIC) else "pickle"
+    if weights_only:  # torch's text is advice about torch.load: say what is wrong instead
+        opcode = re.search(r"Unsupported operand (\d+)", text)
+        detail = f"pickle opcode {opcode.group(1)} is not allowed" if opcode else "not weights"
+    else:
+        detail = first_line(exc)
+    return SourceError(f"{path}: a damaged or unreadable PyTorch {kind} ({detail})")
+
+
+def _file_head(path: Path, size: int) -> bytes:
+    try:
+        with open_regular_file(path) as handle:
+            return handle.read(size)
+    except (OSError, SourceError):
+        return b""
+
+
+def pickle_globals(path: Path) -> list[str]:
+    """The ``module.name`` globals the pickle of a ``.pt`` file refers to, without running it.
+
+    The pickle (``*/data.pkl`` of a zip checkpoint, or the file itself) is scanned with
+    :func:`pickletools.genops` (no object is built): ``GLOBAL`` arguments, and the two strings
+    before each ``STACK_GLOBAL``. At most the first 64 MiB are read. Empty when unreadable.
+    """
+    import zipfile
+
+    try:
+        with open_regular_file(path) as handle:
+            if handle.read(4) == _ZIP_MAGIC:
+                with zipfile.ZipFile(handle) as archive:
+                    members = [m for m in archive.infolist() if m.filename.endswith("data.pkl")]
+                    if not members:
+                        return []
+                    with archive.open(members[0]) as member:
+                        data = member.read(_SCAN_BYTES)
+            else:
+                handle.seek(0)
+                data = handle.read(_SCAN_BYTES)
+    except (OSError, SourceError, zipfile.BadZipFile, RuntimeError):
+        return []
+    found: dict[str, None] = {}
+    stream = io.BytesIO(data)
+    for _ in range(8):  # a legacy file is several pickles in a row (magic, info, data…)
+        if not _scan_one_pickle(stream, found):
+            break
+    return list(found)
+
+
+def _scan_one_pickle(stream: io.BytesIO, found: dict[str, None]) -> bool:
+    """Add the globals of the next pickle in ``stream`` to ``found``; False at junk or end."""
+    import pickletools
+
+    strings: list[str] = []  # the strings pushed, in order (a STACK_GLOBAL takes the last two)
+    memo: dict[int, str] = {}
+    top_is_string = False
+    try:
+        for opcode, arg, _ in pickletools.genops(stream):
+            name = opcode.name
+            pushed_string = False
+            if name == "GLOBAL" and isinstance(arg, str):
+                found[arg.replace(" ", ".", 1)] = None
+            elif name == "STACK_GLOBAL" and len(strings) >= 2:
+                found[f"{strings[-2]}.{strings[-1]}"] = None
+            elif isinstance(arg, str) and ("UNICODE" in name or name.endswith("STRING")):
+                strings.append(arg)
+                pushed_string = True
+            elif name == "MEMOIZE" and top_is_string:
+                memo[len(memo)] = strings[-1]
+                pushed_string = True
+            elif name in ("BINPUT", "LONG_BINPUT", "PUT") and top_is_string:
+                memo[int(arg or 0)] = strings[-1]
+                pushed_string = True
+            elif name in ("BINGET", "LONG_BINGET", "GET") and isinstance(arg, int) and arg in memo:
+                strings.append(memo[arg])
+                pushed_string = True
+            top_is_string = pushed_string
+    except (ValueError, EOFError, KeyError, TypeError):  # the end of what was read, or junk
+        return False
+    return True
