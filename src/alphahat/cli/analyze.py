@@ -29,6 +29,7 @@ from alphahat.cli._shared import (
     option_values,
     output_format,
     print_layer_table,
+    print_table,
     printable,
     with_options,
 )
