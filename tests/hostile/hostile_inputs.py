@@ -286,3 +286,39 @@ def npz_member(name: str, array_or_npy: Any, *, deflate: bool = True) -> dict[st
         "crc": zlib.crc32(raw),
         "size": len(raw),
     }
+
+
+def gguf_bytes(
+    tensors: list[dict[str, Any]], *, string_array: int = 0, alignment: int = 32
+) -> bytes:
+    """A GGUF v3 file laid out by hand (little-endian), so that any field can be forged.
+
+    Each tensor: ``name``, ``dims`` (fastest first, as ggml's ``ne``), ``type_id``, ``data``
+    (bytes), and optionally ``offset`` (forged; by default the data's own aligned offset).
+    ``string_array``: items of a one-character string array ``tokenizer.ggml.tokens``.
+    """
+
+    def string(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    kv = [string("general.architecture") + struct.pack("<I", 8) + string("llama")]
+    if string_array:
+        item = string("a")
+        kv.append(
+            string("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, string_array)
+            + item * string_array
+        )  # fmt: skip
+    infos, blobs, offset = [], [], 0
+    for t in tensors:
+        own = offset
+        infos.append(
+            string(t["name"]) + struct.pack("<I", len(t["dims"]))
+            + b"".join(struct.pack("<Q", d) for d in t["dims"])
+            + struct.pack("<IQ", t["type_id"], t.get("offset", own))
+        )  # fmt: skip
+        data = t["data"] + bytes(-len(t["data"]) % alignment)
+        blobs.append(data)
+        offset += len(data)
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv)) + b"".join(kv) + b"".join(infos)
+    return head + bytes(-len(head) % alignment) + b"".join(blobs)

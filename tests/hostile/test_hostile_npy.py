@@ -53,7 +53,8 @@ def _bomb_member() -> dict:
 def _huge_header_member() -> dict:
     """An .npy version 2.0 header length of 2³²−1 inside a stored member."""
     raw = b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**32 - 1) + b"{" * 100
-    return {"name": "header.npy", "data": raw, "method": 0, "crc": zlib.crc32(raw), "size": len(raw)}
+    crc = zlib.crc32(raw)
+    return {"name": "header.npy", "data": raw, "method": 0, "crc": crc, "size": len(raw)}
 
 
 def _statuses(run) -> dict[str, tuple[str, str]]:

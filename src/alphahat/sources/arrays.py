@@ -252,7 +252,7 @@ def zip_member_problem(info: zipfile.ZipInfo, archive_size: int) -> str | None:
 
 def _fill_from_stream(stream: Any, array: npt.NDArray[np.generic]) -> None:
     """Fill ``array``'s bytes from ``stream`` chunk by chunk (no second copy of the data)."""
-    target = memoryview(array.reshape(-1, order="A")).cast("B")  # type: ignore[call-overload]
+    target = memoryview(array.reshape(-1, order="A")).cast("B")  # type: ignore[arg-type]
     done = 0
     while done < len(target):
         chunk = stream.read(min(_CHUNK, len(target) - done))

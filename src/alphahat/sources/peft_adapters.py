@@ -151,7 +151,7 @@ def lora_delta(a: Array, b: Array, scale: float, embedding: bool, fan_in_fan_out
     a64 = np.asarray(a, dtype=np.float64)
     b64 = np.asarray(b, dtype=np.float64)
     if embedding:  # A (r, num), B (dim, r): the table is (num, dim)
-        out: Array = b64 @ a64
+        out: npt.NDArray[np.float64] = b64 @ a64
         out *= scale  # in place: one array of ΔW's size, not two
         return out.T
     if a64.ndim > 2:  # conv: A (r, in, k…), B (out, r, 1…)
@@ -263,7 +263,7 @@ class LoraSource(WeightSource):
         base_kind = base.module_kind or kind
 
         def merged() -> Array:
-            out = delta()
+            out = np.asarray(delta(), dtype=np.float64)
             out += np.asarray(base.load(), dtype=np.float64)  # in place: no third copy
             return out
 
