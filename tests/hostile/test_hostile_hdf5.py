@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hostile_inputs import good_matrix, run_cli_limited, strace_path
+from hostile_inputs import good_matrix, run_cli_limited, strace_path, zip_bytes
 
 h5py = pytest.importorskip("h5py")
 PEAK_BOUND = 1 * 2**30
@@ -118,3 +118,23 @@ def test_a_bomb_within_the_budget_reads_into_one_array(tmp_path):
             tracemalloc.stop()
     assert values.shape == (2048, 4096) and not values.any()
     assert peak < 1.2 * values.nbytes, (peak, values.nbytes)
+
+
+def test_a_keras_archive_whose_zip_directory_lies_is_refused(tmp_path):
+    """A stored model.weights.h5 whose zip entry claims 4 GB for 2 kB: one line naming both."""
+    import alphahat
+    from alphahat.errors import SourceError
+
+    inner = tmp_path / "inner.h5"
+    with h5py.File(inner, "w") as f:
+        f.create_group("layers/dense/vars")["0"] = good_matrix(1, (32, 16)).astype("<f4")
+    data = inner.read_bytes()
+    entry = {"name": "model.weights.h5", "data": data, "method": 0, "crc": zlib.crc32(data),
+             "size": 4_000_000_000}  # fmt: skip
+    path = tmp_path / "model.keras"
+    path.write_bytes(zip_bytes([entry]))
+    with pytest.raises(SourceError) as info:
+        alphahat.describe(path)
+    message = str(info.value)
+    assert "model.keras" in message and "model.weights.h5" in message
+    assert "claiming 4000000000 bytes" in message and len(message.splitlines()) == 1

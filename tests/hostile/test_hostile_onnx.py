@@ -63,6 +63,7 @@ def _model(folder, outside) -> None:
         _external("cwd.s", [], "scale.bin", 4),  # only in the working directory
         short,
         _external("fifo.s", [], "fifo.bin", 4),
+        _external("fifow.weight", [64, 32], "fifo.bin", 64 * 32 * 4),
         numpy_helper.from_array(np.full((64, 1), 0.5, np.float32), "blocks.s"),
         typed,
     ]
@@ -74,6 +75,7 @@ def _model(folder, outside) -> None:
         *_dq("fifo", "fifo.s"),
         *_dq("blocks", "blocks.s", axis=1, block_size=2**40),
         helper.make_node("MatMul", ["x", "typed.weight"], ["typed_y"]),
+        helper.make_node("MatMul", ["x", "fifow.weight"], ["fifow_y"]),
     ]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TP.FLOAT, [1, 64])], [], inits
@@ -113,6 +115,7 @@ def test_broken_dequantize_operands_fail_their_weight_alone(hostile_onnx):
         "short.q": "scale 'short.s': raw data holds 7 bytes",
         "fifo.q": "scale 'fifo.s': external data 'fifo.bin' is not a file inside",
         "typed.weight": "holds 10 values but shape [64, 32] needs 2048",
+        "fifow.weight": "external data 'fifo.bin' is not a file inside",
     }
     for name, fragment in expected.items():
         assert rows[name]["status"] == "failed", (name, rows[name])
@@ -128,6 +131,6 @@ def test_describe_already_shows_the_unreadable_weights_failed(hostile_onnx):
     assert run.returncode == 0, run.stderr
     status = {t["name"]: t["status"] for t in run.json()["tensors"]}
     assert status["good.weight"] == status["blocks.q"] == "analysed"
-    for name in ("outside.q", "cwd.q", "short.q", "fifo.q", "typed.weight"):
+    for name in ("outside.q", "cwd.q", "short.q", "fifo.q", "typed.weight", "fifow.weight"):
         assert status[name] == "failed", name
     assert os.path.exists(outside / "scale.bin")

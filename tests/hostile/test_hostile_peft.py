@@ -111,12 +111,26 @@ def test_adapter_files_symlinked_outside_are_refused_unopened(tmp_path, which):
     ],
 )  # fmt: skip
 def test_broken_configs_are_one_line_errors_naming_file_and_field(tmp_path, config, fragments):
+    import alphahat
+    from alphahat.errors import SourceError
+
     folder = _adapter(tmp_path / "adapter")
     (folder / "adapter_config.json").write_bytes(config)
+    with pytest.raises(SourceError) as info:
+        alphahat.describe(folder)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_a_config_nested_100000_deep_on_the_command_line(tmp_path):
+    folder = _adapter(tmp_path / "adapter")
+    deep = b'{"r": 4, "lora_alpha": 8, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    (folder / "adapter_config.json").write_bytes(deep)
     run = run_cli_limited("analyze", str(folder), "-q", cwd=tmp_path)
     assert run.returncode == 2
     _clean(run)
     message = run.stderr.strip()
     assert len(message.splitlines()) == 1, message
-    for fragment in fragments:
-        assert fragment in message, message
+    assert "adapter_config.json" in message and "nested too deeply" in message
