@@ -39,6 +39,7 @@ def hostile_gguf(tmp_path_factory):
         {"name": "blk.1.overflow.weight", "dims": (2**62, 2**62), "type_id": 0, "data": b""},
         {"name": "blk.1.type.weight", "dims": (16, 32), "type_id": 77, "data": W.tobytes()},
         {"name": "blk.1.blocks.weight", "dims": (40, 48), "type_id": 8, "data": q8[: 48 * 34]},
+        {"name": "blk.0.attn_q.weight", "dims": (16, 32), "type_id": 0, "data": W.tobytes()},
     ]  # fmt: skip
     folder = tmp_path_factory.mktemp("gguf")
     path = folder / "model.gguf"
@@ -69,6 +70,7 @@ def test_bad_tensor_entries_fail_alone_naming_the_field(hostile_gguf):
         "blk.1.overflow.weight": "offset/dims",
         "blk.1.type.weight": "unknown ggml type id 77",
         "blk.1.blocks.weight": "not a whole number of Q8_0 blocks",
+        "blk.0.attn_q.weight [duplicate]": "a second tensor of this name",
     }
     for name, fragment in expected.items():
         assert rows[name]["status"] == "failed", name
@@ -84,6 +86,7 @@ def test_describe_already_shows_the_bad_entries_failed(hostile_gguf):
     status = {t["name"]: t["status"] for t in run.json()["tensors"]}
     assert status["blk.0.attn_q.weight"] == status["blk.0.ffn_up.weight"] == "analysed"
     assert {status[n] for n in status if n.startswith("blk.1.")} == {"failed"}
+    assert status["blk.0.attn_q.weight [duplicate]"] == "failed"
 
 
 def test_a_big_endian_float_tensor_reads_as_stored(tmp_path):

@@ -65,7 +65,15 @@ class GGUFSource(WeightSource):
         self._gguf = gguf
         header = read_gguf_header(path)
         self._header = header
-        self._refs = [self._ref(info, header) for info in header.tensors]
+        seen: set[str] = set()
+        self._refs = []
+        for info in header.tensors:
+            if info.name in seen:  # the package's reader refused the whole file for this
+                reason = "invalid tensor entry: name: a second tensor of this name"
+                self._refs.append(problem_ref(f"{info.name} [duplicate]", str(path), reason))
+                continue
+            seen.add(info.name)
+            self._refs.append(self._ref(info, header))
 
     def _layout(self, info: GGUFTensorInfo, header: GGUFHeader) -> tuple[Any, int, int] | str:
         """(ggml type, bytes of the tensor, bytes per row of the last axis), or the problem."""
