@@ -131,7 +131,12 @@ def kind_from_evidence(
     with a ``note`` saying the kind is guessed from the name. A known module kind (a live
     ``nn.Module``, Keras, ONNX, GGUF) is never overridden.
     """
-    if ref.module_kind is not None or ref.ndim != 2 or not _named_like_embedding(ref.name):
+    if (
+        ref.module_kind is not None
+        or ref.ndim != 2
+        or ref.dtype not in FLOAT_DTYPES  # integer buffers (position_ids) are not weights
+        or not _named_like_embedding(ref.name)
+    ):
         return ref
     module = ref.name.removesuffix(".weight") if ref.name.endswith(".weight") else None
     bias = by_name.get(f"{module}.bias") if module else None
