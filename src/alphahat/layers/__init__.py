@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -91,6 +92,66 @@ def infer_kind(ref: TensorRef) -> str | None:
             return "embedding"
         return "linear"
     return _CONV_BY_NDIM.get(ref.ndim)
+
+
+def _named_like_embedding(name: str) -> bool:
+    lowered = name.lower()
+    parts = lowered.split(".")
+    owner = parts[-2] if len(parts) > 1 else parts[0]
+    return not is_rnn_name(name) and ("embed" in lowered or owner in _EMBEDDING_NAMES)
+
+
+#: config.json keys whose integer values are sizes of embedding tables
+_TABLE_SIZE_KEY = re.compile(r"vocab|position|n_ctx|max_seq|num_embeddings|n_vocab")
+
+
+def _table_sizes(config: Mapping[str, Any] | None) -> set[int]:
+    """Integer sizes of embedding tables in a ``config.json`` (top level and one level down)."""
+    sizes: set[int] = set()
+    for section in [config or {}, *((config or {}).values())]:
+        if not isinstance(section, Mapping):
+            continue
+        for key, value in section.items():
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 1
+            if ok and _TABLE_SIZE_KEY.search(str(key)):
+                sizes.add(value)
+    return sizes
+
+
+def kind_from_evidence(
+    ref: TensorRef, by_name: Mapping[str, TensorRef], model_config: Mapping[str, Any] | None
+) -> TensorRef:
+    """A state-dict tensor named like an embedding, with its kind decided from the evidence.
+
+    Only the name says "embedding" when no module is known (a state dict, safetensors, .npz);
+    protein-design models name ``nn.Linear`` input projections ``…edge_embedding``. Evidence:
+    a bias sibling of the output size (an ``nn.Embedding`` has none) → ``linear``; a first
+    dimension equal to a table size of the checkpoint's ``config.json`` (vocabulary, positions,
+    token types) or an ``lm_head.weight`` tied to it → ``embedding``; otherwise ``embedding``
+    with a ``note`` saying the kind is guessed from the name. A known module kind (a live
+    ``nn.Module``, Keras, ONNX, GGUF) is never overridden.
+    """
+    if (
+        ref.module_kind is not None
+        or ref.ndim != 2
+        or ref.dtype not in FLOAT_DTYPES  # integer buffers (position_ids) are not weights
+        or not _named_like_embedding(ref.name)
+    ):
+        return ref
+    module = ref.name.removesuffix(".weight") if ref.name.endswith(".weight") else None
+    bias = by_name.get(f"{module}.bias") if module else None
+    if bias is not None and bias.shape == (ref.shape[0],):
+        note = "kind linear: named like an embedding but has a bias (an embedding has none)"
+        return replace(ref, module_kind="linear", note="; ".join(filter(None, [ref.note, note])))
+    tied = any(
+        name.rsplit(".", 2)[-2:] == ["lm_head", "weight"]
+        and (other.shape == ref.shape or ref.name in (other.skip_reason or ""))
+        for name, other in by_name.items()
+    )
+    if tied or ref.shape[0] in _table_sizes(model_config):
+        return replace(ref, module_kind="embedding")
+    note = "kind embedding guessed from the name"
+    return replace(ref, module_kind="embedding", note="; ".join(filter(None, [ref.note, note])))
 
 
 @dataclass(frozen=True)
@@ -246,6 +307,7 @@ def plan_tensors(
         if quantized is not None and original.skip_reason is None:
             original = replace(original, skip_reason=quantized)
         original = dequantize_float8(dequantize_int8(original, names, by_name), by_name)
+        original = kind_from_evidence(original, by_name, model_config)
         gates = rnn_gate_count(original, by_name) if split_fused else None
         for ref in expand(
             original, split_fused=split_fused, fused_heads=fused_heads, rnn_gates=gates

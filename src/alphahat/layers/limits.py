@@ -15,11 +15,20 @@ The memory estimate (bytes) of one layer, with its matrices N × M (N ≥ M), ``
 
 It describes the default CPU SVD; it is an estimate, not a bound enforced by the OS
 (``tests/hostile`` checks it against the peak that ``tracemalloc`` measures).
+
+Without ``max_memory`` a layer may take :data:`DEFAULT_MEMORY_FRACTION` of the memory this
+process can have — the smaller of the machine's physical memory and the address-space limit
+(``RLIMIT_AS``) — so a header claiming more than the machine holds gives a ``skipped`` row
+with the bytes it would need instead of an out-of-memory kill. Both are fixed for the life of
+the process and inherited by workers, so every process plans the same rows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -118,6 +127,32 @@ def estimated_peak_bytes(ref: TensorRef, N: int, M: int, num_matrices: int) -> i
     return tensor + 3 * 8 * N * M + 8 * (N + 8 * M) + 320 * M * num_matrices + _OVERHEAD
 
 
+#: share of the process's memory (physical memory or address-space limit) one layer may take
+DEFAULT_MEMORY_FRACTION = 0.5
+
+
+@functools.cache
+def default_max_memory() -> int | None:
+    """The memory budget of one layer without ``max_memory`` (bytes).
+
+    :data:`DEFAULT_MEMORY_FRACTION` of min(physical memory, ``RLIMIT_AS``); None where
+    neither is known.
+    """
+    sizes = []
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        sizes.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            sizes.append(soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    sizes = [s for s in sizes if s > 0]
+    return int(min(sizes) * DEFAULT_MEMORY_FRACTION) if sizes else None
+
+
 def limit_reason(
     ref: TensorRef, N: int, M: int, num_matrices: int, limits: ResourceLimits
 ) -> str | None:
@@ -128,11 +163,18 @@ def limit_reason(
             f"too large: {N}×{M} = {elements} elements per matrix > "
             f"max_matrix_elements={limits.max_matrix_elements}"
         )
-    if limits.max_memory is not None:
+    budget = limits.max_memory if limits.max_memory is not None else default_max_memory()
+    if budget is not None:
         peak = estimated_peak_bytes(ref, N, M, num_matrices)
-        if peak > limits.max_memory:
+        if peak > budget:
+            how = (
+                ""
+                if limits.max_memory is not None
+                else f" (the default: {DEFAULT_MEMORY_FRACTION:.0%} of this process's memory; "
+                "--max-memory to change)"
+            )
             return (
                 f"too large: needs about {format_bytes(peak)} > "
-                f"max_memory={format_bytes(limits.max_memory)}"
+                f"max_memory={format_bytes(budget)}{how}"
             )
     return None

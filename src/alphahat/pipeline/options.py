@@ -511,7 +511,8 @@ class AnalysisOptions:
         None,
         ByteSize(),
         "Skip (with the reason, before reading) layers whose estimated peak memory is larger: "
-        "bytes or a size such as 8GiB, 500MB.",
+        "bytes or a size such as 8GiB, 500MB (default: half of the smaller of the machine's "
+        "memory and the address-space limit).",
         flag="--max-memory",
     )
     split_fused: bool = option(

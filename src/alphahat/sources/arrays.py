@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -15,7 +16,7 @@ import numpy.typing as npt
 
 from alphahat._imports import loaded
 from alphahat.errors import SourceError
-from alphahat.sources.base import TensorRef, WeightSource
+from alphahat.sources.base import TensorRef, WeightSource, one_line, open_regular_file
 
 Loader = Callable[[], npt.NDArray[np.generic]]
 
@@ -129,6 +130,35 @@ class MappingSource(WeightSource):
         return iter(self._refs)
 
 
+#: largest ``.npy`` header read (numpy's own default limit of ``np.load``)
+MAX_NPY_HEADER = 10_000
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def npy_header_problem(head: bytes, available: int) -> str | None:
+    """Why an ``.npy`` stream whose first 12 bytes are ``head`` cannot be right, or None.
+
+    numpy reads the declared header length before checking it (a 4 GiB read for a forged
+    length of 2³²−1), so the length is checked here against :data:`MAX_NPY_HEADER` and the
+    ``available`` bytes of the stream first.
+    """
+    if len(head) < 10 or not head.startswith(_NPY_MAGIC):
+        return "no .npy magic"
+    major = head[6]
+    if major == 1:
+        length, start = int.from_bytes(head[8:10], "little"), 10
+    elif major in (2, 3) and len(head) >= 12:
+        length, start = int.from_bytes(head[8:12], "little"), 12
+    else:
+        return f"unknown .npy format version {major}"
+    if length > MAX_NPY_HEADER or start + length > available:
+        return (
+            f"header claims {length} bytes (at most {MAX_NPY_HEADER}, and {available - start} "
+            "left in the stream)"
+        )
+    return None
+
+
 class NpySource(WeightSource):
     """A single ``.npy`` array (memory-mapped; the tensor is named after the file)."""
 
@@ -136,13 +166,22 @@ class NpySource(WeightSource):
         self.files = (path,)
         self.description = str(path)
         try:
+            with open_regular_file(path) as handle:
+                head = handle.read(12)
+                size = os.fstat(handle.fileno()).st_size
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        problem = npy_header_problem(head, size)
+        if problem is not None:
+            raise SourceError(f"{path}: not a valid .npy file ({problem})")
+        try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
             if "allow_pickle" in str(exc):
                 raise SourceError(
                     f"{path}: holds Python objects, which would need unpickling; refused"
                 ) from exc
-            raise SourceError(f"{path}: not a valid .npy file ({exc})") from exc
+            raise SourceError(f"{path}: not a valid .npy file ({one_line(exc)})") from exc
         except (OSError, EOFError) as exc:
             raise SourceError(f"{path}: not a valid .npy file ({exc or 'empty'})") from exc
         self._ref = TensorRef(
@@ -173,8 +212,63 @@ def _member_problem(shape: tuple[int, ...], dtype: np.dtype[Any], available: int
     return None
 
 
+#: deflate's largest compression ratio (258-byte matches in 2-bit codes: about 1032:1)
+MAX_DEFLATE_RATIO = 1032
+#: bytes read from a compressed member at a time (the array is filled in place)
+_CHUNK = 1 << 20
+_Error = (KeyError, ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile,
+          NotImplementedError, RuntimeError)  # fmt: skip
+
+
+def zip_member_problem(info: zipfile.ZipInfo, archive_size: int) -> str | None:
+    """Why a zip directory entry cannot be right, checked before anything is decompressed.
+
+    The stored bytes must lie inside the archive, and the claimed size must fit what they can
+    hold: the same bytes when stored, at most :data:`MAX_DEFLATE_RATIO` times more when
+    deflated (a larger claim is forged; a smaller compression method is not read).
+    """
+    if info.flag_bits & 0x1:
+        return "an encrypted member"
+    if info.header_offset + info.compress_size > archive_size:
+        return (
+            f"the zip directory claims {info.compress_size} compressed bytes at offset "
+            f"{info.header_offset}; the archive has {archive_size}"
+        )
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.file_size != info.compress_size:
+            return (
+                f"a stored member claiming {info.file_size} bytes in {info.compress_size} (forged)"
+            )
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        if info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 1024:
+            return (
+                f"the zip directory claims {info.file_size} bytes from {info.compress_size} "
+                f"compressed bytes; deflate cannot expand more than {MAX_DEFLATE_RATIO}× (forged)"
+            )
+    else:
+        return f"zip compression method {info.compress_type} (only stored and deflate are read)"
+    return None
+
+
+def _fill_from_stream(stream: Any, array: npt.NDArray[np.generic]) -> None:
+    """Fill ``array``'s bytes from ``stream`` chunk by chunk (no second copy of the data)."""
+    target = memoryview(array.reshape(-1, order="A")).cast("B")  # type: ignore[arg-type]
+    done = 0
+    while done < len(target):
+        chunk = stream.read(min(_CHUNK, len(target) - done))
+        if not chunk:
+            raise EOFError(f"the data ends after {done} of {len(target)} bytes")
+        target[done : done + len(chunk)] = chunk
+        done += len(chunk)
+
+
 class NpzSource(WeightSource):
-    """A ``.npz`` archive; each member is read only when its layer is analysed."""
+    """A ``.npz`` archive; each member is read only when its layer is analysed.
+
+    Every member's zip directory entry and ``.npy`` header are checked against the bytes that
+    exist before anything is allocated (:func:`zip_member_problem`, :func:`npy_header_problem`);
+    a member is decompressed straight into its array, so reading it takes one array's memory.
+    """
 
     def __init__(self, path: Path) -> None:
         self.files = (path,)
@@ -183,60 +277,55 @@ class NpzSource(WeightSource):
         try:
             self._archive = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise SourceError(f"{path}: not a valid .npz file ({exc})") from exc
+            raise SourceError(f"{path}: not a valid .npz file ({one_line(exc)})") from exc
         if not hasattr(self._archive, "files"):
             raise SourceError(f"{path}: not an .npz archive")
+        self._size = path.stat().st_size
         self._refs = [self._ref(name) for name in self._archive.files]
 
+    def _failed(
+        self, name: str, problem: str, shape: tuple[int, ...] = (), dtype: str = "unknown"
+    ) -> TensorRef:
+        return TensorRef(name, shape, dtype, _raiser(name, problem), None, str(self.path), problem)
+
     def _ref(self, name: str) -> TensorRef:
+        zip_file = self._archive.zip
         try:
-            info = self._archive.zip.getinfo(f"{name}.npy")
-            with self._archive.zip.open(info) as member:
+            info = zip_file.getinfo(f"{name}.npy")
+            problem = zip_member_problem(info, self._size)
+            if problem is None:
+                with zip_file.open(info) as member:
+                    problem = npy_header_problem(member.read(12), info.file_size)
+            if problem is not None:
+                return self._failed(name, problem)
+            with zip_file.open(info) as member:
                 version = np.lib.format.read_magic(member)
                 read_header = (
                     np.lib.format.read_array_header_1_0
                     if version == (1, 0)
                     else np.lib.format.read_array_header_2_0
                 )
-                shape, _, dtype = read_header(member)
+                shape, fortran, dtype = read_header(member)
                 header_size = member.tell()
-        except (
-            KeyError,
-            ValueError,
-            OSError,
-            EOFError,
-            zlib.error,
-            zipfile.BadZipFile,
-            NotImplementedError,  # an unsupported compression method
-        ) as exc:
-            unreadable = f"unreadable member ({exc or type(exc).__name__})"
-            return TensorRef(
-                name, (), "unknown", _raiser(name, unreadable), None, str(self.path), unreadable
-            )
-        problem = _member_problem(tuple(shape), np.dtype(dtype), info.file_size - header_size)
+        except _Error as exc:
+            return self._failed(name, f"unreadable member ({one_line(exc)})")
+        dtype = np.dtype(dtype)
+        problem = _member_problem(tuple(shape), dtype, info.file_size - header_size)
         if problem is not None:
-            return TensorRef(
-                name,
-                tuple(d if d >= 0 else 0 for d in shape),
-                np.dtype(dtype).name,
-                _raiser(name, problem),
-                None,
-                str(self.path),
-                problem,
-            )
+            return self._failed(name, problem, tuple(max(d, 0) for d in shape), dtype.name)
 
         def load() -> npt.NDArray[np.generic]:
+            array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
             try:
-                value: npt.NDArray[np.generic] = self._archive[name]
-            except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
-                if "allow_pickle" in str(exc):
-                    reason = "holds Python objects, which would need unpickling; refused"
-                else:
-                    reason = str(exc) or type(exc).__name__
-                raise SourceError(f"{self.path}: member {name!r}: {reason}") from exc
-            return value
+                with zip_file.open(info) as member:
+                    member.read(header_size)
+                    _fill_from_stream(member, array)
+                    member.read(1)  # the end of the stream: the CRC is checked
+            except _Error as exc:
+                raise SourceError(f"{self.path}: member {name!r}: {one_line(exc)}") from exc
+            return array
 
-        return TensorRef(name, tuple(shape), np.dtype(dtype).name, load, None, str(self.path))
+        return TensorRef(name, tuple(shape), dtype.name, load, None, str(self.path))
 
     def tensors(self) -> Iterator[TensorRef]:
         """Members in archive order."""

@@ -8,8 +8,12 @@ cannot dequantize are skipped with the reason; integer tensors are skipped by th
 
 GGUF stores dimensions fastest-first (``ne``); shapes here are in NumPy/PyTorch order, so a
 linear weight is (out, in) as in the original checkpoint, and a Mixture-of-Experts weight
-(``ffn_gate_exps``) is ``[experts, out, in]``. The header is parsed by the package; every
-tensor's declared size and offset are then checked against the file before anything is read.
+(``ffn_gate_exps``) is ``[experts, out, in]``. The header is read by our own bounded walk
+(:mod:`alphahat.sources.gguf_header`: no metadata materialised); every tensor's type id,
+dimensions, block layout and offset are then checked against the file on their own before
+anything is read, so one bad entry is a ``failed`` row naming the field and the others are
+analysed. A tensor is read through a memory map of its own byte range (or of the rows asked
+for), so the address space used is the tensor's, not the file's.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from alphahat.sources.base import (
     problem_ref,
     raising_load,
 )
-from alphahat.sources.gguf_header import check_gguf_header
+from alphahat.sources.gguf_header import GGUFHeader, GGUFTensorInfo, read_gguf_header
 
 Array = npt.NDArray[np.generic]
 
@@ -58,108 +62,126 @@ class GGUFSource(WeightSource):
         self.path = path
         self.files = (path,)
         self.description = str(path)
-        check_gguf_header(path)  # bounded walk first: the package's parser is not bounded
-        try:
-            size = path.stat().st_size
-            reader = gguf.GGUFReader(str(path), "r")
-        except OSError as exc:
-            raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        except Exception as exc:  # the reader raises ValueError, IndexError, KeyError, …
-            raise SourceError(f"{path}: not a valid GGUF file ({first_line(exc)})") from exc
         self._gguf = gguf
-        self._reader = reader
-        self._refs = [self._ref(tensor, size) for tensor in reader.tensors]
+        header = read_gguf_header(path)
+        self._header = header
+        seen: set[str] = set()
+        self._refs = []
+        for info in header.tensors:
+            if info.name in seen:  # the package's reader refused the whole file for this
+                reason = "invalid tensor entry: name: a second tensor of this name"
+                self._refs.append(problem_ref(f"{info.name} [duplicate]", str(path), reason))
+                continue
+            seen.add(info.name)
+            self._refs.append(self._ref(info, header))
 
-    def _ref(self, tensor: Any, file_size: int) -> TensorRef:
-        name = str(tensor.name)
-        origin = str(self.path)
-        qtype = tensor.tensor_type
-        type_name = getattr(qtype, "name", str(qtype))
+    def _layout(self, info: GGUFTensorInfo, header: GGUFHeader) -> tuple[Any, int, int] | str:
+        """(ggml type, bytes of the tensor, bytes per row of the last axis), or the problem."""
+        gguf = self._gguf
         try:
-            shape = tuple(int(d) for d in reversed(list(tensor.shape)))
-            count, nbytes, offset = (
-                int(tensor.n_elements),
-                int(tensor.n_bytes),
-                int(tensor.data_offset),
+            qtype = gguf.GGMLQuantizationType(info.type_id)
+            block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            return f"type: unknown ggml type id {info.type_id}"
+        ne0 = info.dims[0] if info.dims else 1
+        if ne0 % block:
+            return (
+                f"dims: a row of {ne0} elements is not a whole number of {qtype.name} blocks "
+                f"({block} elements each)"
             )
-        except (TypeError, ValueError, OverflowError) as exc:
-            return problem_ref(name, origin, f"invalid tensor header ({exc})")
-        if any(d < 0 for d in shape) or math.prod(shape) != count:
-            return problem_ref(name, origin, f"shape {list(shape)} does not hold {count} elements")
-        if offset < 0 or offset + nbytes > file_size or tensor.data.nbytes != nbytes:
-            return problem_ref(
-                name,
-                origin,
-                f"data truncated: needs bytes {offset}..{offset + nbytes}, file has {file_size}",
+        numel = math.prod(info.dims)
+        nbytes = numel // block * type_size
+        available = header.file_size - header.data_start
+        if info.offset + nbytes > available:
+            return (
+                f"offset/dims: {list(info.dims)} of {qtype.name} need {nbytes} bytes at offset "
+                f"{info.offset}; the data section holds {max(available, 0)} (truncated or forged)"
             )
+        return qtype, nbytes, ne0 // block * type_size
+
+    def _ref(self, info: GGUFTensorInfo, header: GGUFHeader) -> TensorRef:
+        name, origin = info.name, str(self.path)
+        layout = self._layout(info, header)
+        if isinstance(layout, str):
+            return problem_ref(name, origin, f"invalid tensor entry: {layout}")
+        qtype, nbytes, last_bytes = layout
+        shape = tuple(reversed(info.dims))
+        start = header.data_start + info.offset
         kind = _module_kind(name, len(shape))
+        type_name = qtype.name
+        big = header.byte_order == ">"
         if type_name in _FLOATS or type_name in _INTS:
-            dtype = _FLOATS.get(type_name) or _INTS[type_name]
-            return TensorRef(name, shape, dtype, self._plain(tensor, shape), kind, origin)
+            dtype = np.dtype(_FLOATS.get(type_name) or _INTS[type_name])
+            stored = dtype.newbyteorder(">") if big else dtype
+            load = self._reader(start, shape, last_bytes, lambda raw: raw.view(stored))
+            return TensorRef(name, shape, dtype.name, load, kind, origin)
         if type_name == "BF16":
-            return TensorRef(name, shape, "bfloat16", self._bf16(tensor, shape), kind, origin)
+            order = ">u2" if big else "<u2"
+
+            def decode(raw: Array) -> Array:
+                return bfloat16_to_float32(raw.view(order).astype(np.uint16))
+
+            load = self._reader(start, shape, last_bytes, decode)
+            return TensorRef(name, shape, "bfloat16", load, kind, origin)
         traits = getattr(self._gguf.quants, "_type_traits", {})
-        if qtype not in traits:
-            reason = f"GGUF quantization {type_name}: the gguf package cannot dequantize it"
+        if qtype not in traits or big:
+            what = "big-endian quantized tensors" if big else "it"
+            reason = f"GGUF quantization {type_name}: the gguf package cannot dequantize {what}"
             return TensorRef(
-                name,
-                shape,
-                type_name.lower(),
-                raising_load(origin, name, reason),
-                kind,
-                origin,
-                skip_reason=reason,
-            )
+                name, shape, type_name.lower(), raising_load(origin, name, reason), kind,
+                origin, skip_reason=reason,
+            )  # fmt: skip
         note = f"dequantized from {type_name} (gguf.quants)"
-        return TensorRef(
-            name, shape, "float32", self._dequantized(tensor, shape), kind, origin, note=note
-        )
+        load = self._reader(start, shape, last_bytes, self._dequantizer(name, qtype))
+        return TensorRef(name, shape, "float32", load, kind, origin, note=note)
 
-    def _plain(self, tensor: Any, shape: tuple[int, ...]) -> Callable[[], Array]:
-        return _row_reader(tensor, shape, np.asarray)
-
-    def _bf16(self, tensor: Any, shape: tuple[int, ...]) -> Callable[[], Array]:
-        def decode(data: Any) -> Array:
-            return bfloat16_to_float32(np.asarray(data).reshape(-1).view(np.uint16))
-
-        return _row_reader(tensor, shape, decode)
-
-    def _dequantized(self, tensor: Any, shape: tuple[int, ...]) -> Callable[[], Array]:
-        def decode(data: Any) -> Array:
+    def _dequantizer(self, name: str, qtype: Any) -> Callable[[Array], Array]:
+        def decode(raw: Array) -> Array:
             try:
-                values: Array = self._gguf.quants.dequantize(data, tensor.tensor_type)
+                values: Array = self._gguf.quants.dequantize(raw, qtype)
             except (ValueError, NotImplementedError, IndexError) as exc:
                 raise SourceError(
-                    f"{self.path}: {tensor.name}: cannot dequantize ({first_line(exc)})"
+                    f"{self.path}: {name}: cannot dequantize ({first_line(exc)})"
                 ) from exc
             return values
 
-        return _row_reader(tensor, shape, decode)
+        return decode
+
+    def _reader(
+        self, start: int, shape: tuple[int, ...], last_bytes: int, decode: Callable[[Array], Array]
+    ) -> Callable[[], Array]:
+        """``load()`` of a tensor whose rows (of the last axis) are ``last_bytes`` bytes each.
+
+        The raw bytes are viewed as ``(rows…, last_bytes)`` for ``decode`` (a quantized row is
+        whole blocks: blocks never straddle rows), so a range of the first axis maps and
+        decodes its own bytes alone (one expert of a packed MoE tensor).
+        """
+        path = self.path
+        inner = math.prod(shape[1:-1]) if len(shape) > 1 else 1
+        first = shape[0] if len(shape) > 1 else 1
+        per_first = inner * last_bytes
+
+        def read(lo: int, hi: int) -> Array:
+            rows = (hi - lo, *shape[1:-1], last_bytes) if len(shape) > 1 else (last_bytes,)
+            if (hi - lo) * per_first == 0:
+                raw: Array = np.zeros(rows, np.uint8)
+            else:
+                try:
+                    raw = np.memmap(path, np.uint8, "r", offset=start + lo * per_first,
+                                    shape=rows)  # fmt: skip
+                except (OSError, ValueError) as exc:
+                    raise SourceError(f"{path}: cannot read: {first_line(exc)}") from exc
+            out_shape = (hi - lo, *shape[1:]) if len(shape) > 1 else shape
+            return decode(raw).reshape(out_shape)
+
+        if len(shape) >= 2:
+            return RowReader(read, first)
+        return lambda: read(0, 1)
 
     def tensors(self) -> Iterator[TensorRef]:
         """Tensors in file order."""
         return iter(self._refs)
 
     def close(self) -> None:
-        """Drop the memory map."""
+        """Drop the tensor list (each tensor's memory map is its own)."""
         self._refs = []
-        self._reader = None
-
-
-def _row_reader(
-    tensor: Any, shape: tuple[int, ...], decode: Callable[[Any], Array]
-) -> Callable[[], Array]:
-    """``load()`` = ``decode(data)`` in ``shape``; rows of the first axis alone when possible.
-
-    The reader's memory map is in NumPy order with the first axis ours and, for a quantized
-    type, the last axis in bytes (blocks never straddle rows), so slicing it slices whole rows:
-    one expert of a packed MoE tensor is decoded alone. Other layouts are decoded whole.
-    """
-    data = tensor.data
-    if len(shape) >= 2 and data.ndim == len(shape) and data.shape[0] == shape[0]:
-
-        def read(start: int, stop: int) -> Array:
-            return decode(data[start:stop]).reshape((stop - start, *shape[1:]))
-
-        return RowReader(read, shape[0])
-    return lambda: decode(data).reshape(shape)

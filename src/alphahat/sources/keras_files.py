@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
 import struct
 import zipfile
@@ -39,6 +40,7 @@ import numpy.typing as npt
 
 from alphahat._imports import require
 from alphahat.errors import SourceError
+from alphahat.sources.arrays import zip_member_problem
 from alphahat.sources.base import (
     TensorRef,
     WeightSource,
@@ -192,6 +194,55 @@ def _keras_ref(
 # --------------------------------------------------------------------------- h5 files
 
 
+#: deflate's largest expansion (as for zip members): more is a forged size
+_MAX_DEFLATE_RATIO = 1032
+#: HDF5 filters whose output is at most 1032× smaller than their input: deflate, shuffle,
+#: fletcher32 (the others, e.g. LZF or SZIP, are not bounded here)
+_BOUNDED_FILTERS = (1, 2, 3)
+#: deepest group nesting walked (soft links could otherwise make a cycle)
+MAX_GROUP_DEPTH = 64
+
+
+def _storage_problem(dataset: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> str | None:
+    """Why a dataset's layout shows it cannot be read as weights of this file, or None.
+
+    Checked from the dataset's creation properties before anything is read: data in other
+    files (external storage, virtual datasets) is refused — nothing outside the model's file
+    is read; chunks never written (they would read as the fill value) and a stored size that
+    deflate cannot expand to the declared one are forged sizes.
+    """
+    if dataset.external:
+        files = ", ".join(str(_text(e[0])) for e in dataset.external[:3])
+        return f"HDF5 external storage in other files ({files}); refused"
+    if dataset.is_virtual:
+        return "an HDF5 virtual dataset (its data lies in other files); refused"
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes == 0:
+        return None
+    dataset_id = dataset.id
+    stored = int(dataset_id.get_storage_size())
+    chunks = dataset.chunks
+    if chunks is None:
+        if stored < nbytes:
+            return f"declares {nbytes} bytes but {stored} are stored (unallocated)"
+        return None
+    needed = math.prod(-(-d // c) for d, c in zip(shape, chunks, strict=True))
+    allocated = int(dataset_id.get_num_chunks())
+    if allocated < needed:
+        return (
+            f"declares {nbytes} bytes in {needed} chunks but only {allocated} are stored (the "
+            "rest would read as the fill value)"
+        )
+    plist = dataset_id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    if all(f in _BOUNDED_FILTERS for f in filters) and nbytes > _MAX_DEFLATE_RATIO * stored + 2**20:
+        return (
+            f"declares {nbytes} bytes from {stored} stored bytes; gzip cannot expand more "
+            f"than {_MAX_DEFLATE_RATIO}× (forged)"
+        )
+    return None
+
+
 def _dataset_ref(name: str, var: str, cls: str | None, dataset: Any, origin: str) -> TensorRef:
     try:
         shape = tuple(int(d) for d in dataset.shape)
@@ -203,6 +254,12 @@ def _dataset_ref(name: str, var: str, cls: str | None, dataset: Any, origin: str
             dtype = dtype.newbyteorder("<")  # h5py converts on read
         else:
             return problem_ref(name, origin, f"unsupported HDF5 dtype {dataset.dtype}")
+    try:
+        problem = _storage_problem(dataset, shape, dtype)
+    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ValueError
+        problem = f"unreadable dataset layout ({first_line(exc)})"
+    if problem is not None:
+        return problem_ref(name, origin, problem)
 
     def read() -> Array:
         try:
@@ -256,14 +313,50 @@ def _var_name(cls: str | None, index: int, count: int, dataset: Any) -> str:
     return str(index)
 
 
+class _ExternalLink:
+    """An HDF5 link to an object of another file: never followed (reported as refused)."""
+
+    def __init__(self, filename: str, path: str) -> None:
+        self.reason = f"an HDF5 external link to {filename}:{path}; refused"
+
+
+def _child(group: Any, key: str) -> Any:
+    """``group[key]`` without following an external link (another file), or None."""
+    h5py = require("h5py", "reading Keras weights")
+    link = group.get(key, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        return _ExternalLink(_text(link.filename), _text(link.path))
+    try:
+        return group.get(key)
+    except (KeyError, OSError, RuntimeError, ValueError):  # a dangling soft link
+        return None
+
+
+def _child_path(group: Any, path: str) -> Any:
+    """``group[path]`` (``a/b/c``) without following external links, or None if missing."""
+    item = group
+    for key in (k for k in path.split("/") if k):
+        if not hasattr(item, "keys") or key not in item:
+            return None
+        item = _child(item, key)
+        if isinstance(item, _ExternalLink) or item is None:
+            return item
+    return item
+
+
 def keras3_refs(root: Any, classes: Mapping[str, str], origin: str) -> list[TensorRef]:
     """Tensors of a Keras 3 weights file (``layers/<attr>/vars/<i>``)."""
     h5py = require("h5py", "reading Keras weights")
     refs: list[TensorRef] = []
 
     def walk(group: Any, names: list[str], owner_cls: str | None, component: str) -> None:
+        if len(names) > MAX_GROUP_DEPTH:
+            raise SourceError(f"{origin}: HDF5 groups nested deeper than {MAX_GROUP_DEPTH}")
         for key in sorted(group.keys()):
-            item = group.get(key)
+            item = _child(group, key)
+            if isinstance(item, _ExternalLink):
+                refs.append(problem_ref(".".join([*names, key]), origin, item.reason))
+                continue
             if not isinstance(item, h5py.Group):
                 continue
             if key == "vars":
@@ -271,9 +364,13 @@ def keras3_refs(root: Any, classes: Mapping[str, str], origin: str) -> list[Tens
                 label = ".".join(names)
                 cls = owner_cls
                 for k in datasets:
-                    var = _var_name(cls, int(k), len(datasets), item[k])
+                    dataset = _child(item, k)
+                    var = _var_name(cls, int(k), len(datasets), dataset)
                     full = f"{label}.{var}" if label else var
-                    refs.append(_dataset_ref(full, var, cls, item[k], origin))
+                    if isinstance(dataset, _ExternalLink):
+                        refs.append(problem_ref(full, origin, dataset.reason))
+                    elif isinstance(dataset, h5py.Dataset):
+                        refs.append(_dataset_ref(full, var, cls, dataset, origin))
                 continue
             if key == "layers":
                 walk(item, names, owner_cls, key)
@@ -285,7 +382,10 @@ def keras3_refs(root: Any, classes: Mapping[str, str], origin: str) -> list[Tens
             walk(item, [*names, label], cls, key)
 
     for top in sorted(root.keys()):
-        item = root.get(top)
+        item = _child(root, top)
+        if isinstance(item, _ExternalLink):
+            refs.append(problem_ref(top, origin, item.reason))
+            continue
         if top in ("optimizer", "optimizer_weights"):
             refs.extend(_optimizer_refs(item, origin, top))
         elif top == "layers":
@@ -323,18 +423,27 @@ def _optimizer_refs(group: Any, origin: str, prefix: str) -> list[TensorRef]:
 def legacy_h5_refs(root: Any, classes: Mapping[str, str], origin: str) -> list[TensorRef]:
     """Tensors of a legacy (Keras 2 style) ``.h5``: ``layer_names`` / ``weight_names`` attrs."""
     h5py = require("h5py", "reading Keras weights")
-    weights = root.get("model_weights", root)
+    weights = _child(root, "model_weights") if "model_weights" in root else root
+    if not isinstance(weights, h5py.Group):
+        reason = getattr(weights, "reason", "not a group")
+        return [problem_ref("model_weights", origin, reason)]
     refs: list[TensorRef] = []
     for raw_layer in weights.attrs.get("layer_names", []):
         layer = _text(raw_layer)
-        group = weights.get(layer)
+        group = _child(weights, layer) if layer in weights else None
+        if isinstance(group, _ExternalLink):
+            refs.append(problem_ref(layer, origin, group.reason))
+            continue
         if not isinstance(group, h5py.Group):
             refs.append(problem_ref(layer, origin, "listed in layer_names but missing"))
             continue
         for raw in group.attrs.get("weight_names", []):
             weight = _text(raw)
             name = weight.removesuffix(":0").replace("/", ".")
-            dataset = group.get(weight)
+            dataset = _child_path(group, weight)
+            if isinstance(dataset, _ExternalLink):
+                refs.append(problem_ref(name, origin, dataset.reason))
+                continue
             if not isinstance(dataset, h5py.Dataset):
                 refs.append(problem_ref(name, origin, "listed in weight_names but missing"))
                 continue
@@ -440,6 +549,12 @@ class KerasFileSource(WeightSource):
         archive = zipfile.ZipFile(path)
         self._handles.append(archive)
         names = archive.namelist()
+        archive_size = path.stat().st_size
+        for info in archive.infolist():
+            if info.filename in ("config.json", "model.weights.h5"):
+                problem = zip_member_problem(info, archive_size)
+                if problem is not None:
+                    raise SourceError(f"{path}: {info.filename}: {problem}")
         config = None
         if "config.json" in names:
             if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:

@@ -40,7 +40,13 @@ import numpy.typing as npt
 
 from alphahat._imports import require
 from alphahat.errors import SourceError
-from alphahat.sources.base import TensorRef, WeightSource, first_line, problem_ref
+from alphahat.sources.base import (
+    TensorRef,
+    WeightSource,
+    first_line,
+    open_regular_file,
+    problem_ref,
+)
 
 Array = npt.NDArray[np.generic]
 
@@ -56,6 +62,11 @@ _RNN_OPS = ("LSTM", "GRU", "RNN")
 _PASS_THROUGH = ("Identity", "Cast", "DequantizeLinear")
 _CONV_BY_NDIM = {3: "conv1d", 4: "conv2d", 5: "conv3d"}
 _ANONYMOUS = re.compile(r"^(onnx::|/)|^[^.]*$")
+#: TensorProto fields holding values when there is no raw_data
+_TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data",
+                 "uint64_data")  # fmt: skip
+#: INT4, UINT4, FLOAT4E2M1: two values per int32_data entry
+_PACKED_4BIT = (21, 22, 23)
 #: files larger than this are refused (protobuf cannot hold more than 2 GiB)
 MAX_ONNX_BYTES = 2**31
 
@@ -235,8 +246,8 @@ class OnnxSource(WeightSource):
             note=note,
         )
 
-    def _constant(self, name: str) -> Array | None:
-        """The value of an initializer or Constant node output (None if neither)."""
+    def _constant_tensor(self, name: str) -> Any | None:
+        """The TensorProto of an initializer or Constant node output (None if neither)."""
         if self._constants is None:
             graph = self._model.graph
             self._constants = {t.name: t for t in graph.initializer}
@@ -245,11 +256,25 @@ class OnnxSource(WeightSource):
                     for attr in node.attribute:
                         if attr.name == "value":
                             self._constants.setdefault(node.output[0], attr.t)
-        tensor = self._constants.get(name)
+        return self._constants.get(name)
+
+    def _operand(self, name: str, what: str) -> tuple[tuple[int, ...], Callable[[], Array]] | str:
+        """(dims, load) of a constant operand read like a weight (checked, confined), or why not.
+
+        Its values are read only when the weight is: a scale's bytes are checked against the
+        file here, and its external data, like a weight's, only inside the model's folder.
+        """
+        tensor = self._constant_tensor(name)
         if tensor is None:
-            return None
-        value: Array = self._onnx.numpy_helper.to_array(tensor)
-        return value
+            return f"DequantizeLinear {what} {name!r} is not a constant"
+        dims = tuple(int(d) for d in tensor.dims)
+        dtype = _np_dtype(self._onnx, tensor.data_type)
+        if dtype is None or any(d < 0 for d in dims):
+            return f"DequantizeLinear {what} {name!r}: invalid type or shape {list(dims)}"
+        problem = self._check_size(tensor, dims, dtype)
+        if problem is not None:
+            return f"DequantizeLinear {what} {name!r}: {problem}"
+        return dims, self._loader(name, tensor, dims, dtype)
 
     def _dequantized(
         self, load: Callable[[], Array], node: Any, dims: tuple[int, ...]
@@ -258,50 +283,59 @@ class OnnxSource(WeightSource):
 
         Per tensor (one scale), per axis (a 1-D scale along ``axis``) or blocked (opset 21
         ``block_size``: a scale of the weight's rank, ⌈dims[axis] / block_size⌉ along ``axis``).
+        Only shapes are checked here; the scale and zero point are read with the weight, and
+        a block's scale is spread over its elements by index (memory: one weight-sized array
+        whatever ``block_size`` claims).
         """
         inputs = list(node.input) + ["", ""]
-        scale = self._constant(inputs[1])
-        zero_point = self._constant(inputs[2]) if inputs[2] else None
-        if scale is None:
-            return load, "", f"DequantizeLinear scale {inputs[1]!r} is not a constant"
-        if inputs[2] and zero_point is None:
-            return load, "", f"DequantizeLinear zero point {inputs[2]!r} is not a constant"
-        if zero_point is not None and zero_point.shape != scale.shape:
-            return load, "", "DequantizeLinear zero point and scale differ in shape"
+        scale = self._operand(inputs[1], "scale")
+        if isinstance(scale, str):
+            return load, "", scale
+        scale_dims, load_scale = scale
+        load_zero: Callable[[], Array] | None = None
+        if inputs[2]:
+            zero = self._operand(inputs[2], "zero point")
+            if isinstance(zero, str):
+                return load, "", zero
+            if zero[0] != scale_dims:
+                return load, "", "DequantizeLinear zero point and scale differ in shape"
+            load_zero = zero[1]
         axis = _attr_int(node, "axis", 1)
         axis = axis + len(dims) if axis < 0 else axis
         block = _attr_int(node, "block_size", 0)
         mismatch = (
-            f"DequantizeLinear scale of shape {list(scale.shape)} does not match axis {axis} "
+            f"DequantizeLinear scale of shape {list(scale_dims)} does not match axis {axis} "
             f"of the weight's shape {list(dims)}" + (f" in blocks of {block}" if block else "")
         )
-        if not 0 <= axis < len(dims) and scale.size != 1:
+        scale_size = math.prod(scale_dims)
+        if not 0 <= axis < len(dims) and scale_size != 1:
             return load, "", mismatch
-        repeat = 1
         if block:
             blocks = tuple(-(-d // block) if i == axis else d for i, d in enumerate(dims))
-            if block < 0 or scale.shape != blocks:
+            if block < 0 or scale_dims != blocks:
                 return load, "", mismatch
-            how, view, repeat = f"blocks of {block} along axis {axis}", blocks, block
-        elif scale.size == 1:
+            how, view = f"blocks of {block} along axis {axis}", blocks
+        elif scale_size == 1:
             how, view = "per tensor", ()
-        elif scale.ndim == 1 and scale.size == dims[axis]:
+        elif len(scale_dims) == 1 and scale_size == dims[axis]:
             how = f"per axis {axis}"
             view = tuple(dims[axis] if i == axis else 1 for i in range(len(dims)))
         else:
             return load, "", mismatch
-        scales = np.asarray(scale, np.float64).reshape(view)
-        zeros = np.zeros(view) if zero_point is None else np.asarray(zero_point, np.float64)
-        zeros = zeros.reshape(view)
-        if repeat > 1:  # expand each block's scale and zero point over its elements
-            scales, zeros = (
-                np.repeat(a, repeat, axis=axis).take(range(dims[axis]), axis=axis)
-                for a in (scales, zeros)
-            )
+
+        def spread(values: Array) -> npt.NDArray[np.float64]:
+            out = np.asarray(values, np.float64).reshape(view)
+            if block:  # element i along the axis takes its block's value, i // block_size
+                out = out.take(np.arange(dims[axis]) // block, axis=axis)
+            return out
 
         def load_dequantized() -> Array:
+            scales = spread(load_scale())
             q = np.asarray(load(), dtype=np.float64)
-            out: Array = ((q - zeros) * scales).astype(np.float32)
+            if load_zero is not None:
+                q -= spread(load_zero())
+            q *= scales
+            out: Array = q.astype(np.float32)
             return out
 
         return load_dequantized, f"DequantizeLinear (q − zero_point)·scale, {how}", None
@@ -319,18 +353,30 @@ class OnnxSource(WeightSource):
                 length = int(info.get("length", str(nbytes)))
             except ValueError:
                 return "external data offset/length are not integers"
-            size = location.stat().st_size
+            try:
+                size = location.stat().st_size
+            except OSError as exc:
+                return f"external data {location.name}: {exc.strerror or exc}"
             if offset < 0 or length != nbytes or offset + length > size:
                 return (
                     f"external data range offset={offset} length={length} does not hold "
                     f"{nbytes} bytes inside {location.name} ({size} bytes)"
                 )
             return None
-        if tensor.HasField("raw_data") and len(tensor.raw_data) != nbytes:
-            return (
-                f"raw data holds {len(tensor.raw_data)} bytes but shape {list(dims)} of "
-                f"{dtype.name} needs {nbytes}"
-            )
+        if tensor.HasField("raw_data"):
+            if len(tensor.raw_data) != nbytes:
+                return (
+                    f"raw data holds {len(tensor.raw_data)} bytes but shape {list(dims)} of "
+                    f"{dtype.name} needs {nbytes}"
+                )
+            return None
+        stored = sum(len(getattr(tensor, f)) for f in _TYPED_FIELDS)
+        numel = math.prod(dims)
+        expected = 2 * numel if dtype.kind == "c" else numel
+        if tensor.data_type in _PACKED_4BIT:
+            expected = -(-numel // 2) if tensor.int32_data else expected
+        if stored != expected:
+            return f"holds {stored} values but shape {list(dims)} needs {expected}"
         return None
 
     def _external_path(self, location: str) -> Path | None:
@@ -358,7 +404,7 @@ class OnnxSource(WeightSource):
                     if location is None:
                         raise SourceError(f"{self.path}: {name}: external data not found")
                     count = math.prod(dims)
-                    with location.open("rb") as f:
+                    with open_regular_file(location) as f:  # a FIFO swapped in: refused
                         values: Array = np.fromfile(
                             f, dtype=dtype, count=count, offset=int(info.get("offset", "0"))
                         )

@@ -17,7 +17,6 @@ factors themselves are listed as skipped (analysed through ΔW); other tensors o
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +28,14 @@ import numpy as np
 import numpy.typing as npt
 
 from alphahat.errors import SourceError
-from alphahat.sources.base import FLOAT_DTYPES, TensorRef, WeightSource
+from alphahat.sources.base import (
+    FLOAT_DTYPES,
+    TensorRef,
+    WeightSource,
+    open_regular_file,
+    parse_json_bytes,
+)
+from alphahat.sources.safetensors_files import path_inside
 
 Array = npt.NDArray[np.generic]
 
@@ -72,41 +78,66 @@ def _pattern_value(pattern: Mapping[str, Any] | None, module: str, default: Any)
     return default
 
 
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refused when it is a symlink to a file outside ``folder``."""
+    path = path_inside(folder, name)
+    if path is None:
+        raise SourceError(
+            f"{folder / name}: a symlink to a file outside {folder}; refused (the adapter's "
+            "files must lie in its folder)"
+        )
+    return path
+
+
+def _checked_pattern(path: Path, key: str, raw: Any) -> dict[str, Any]:
+    """``rank_pattern``/``alpha_pattern``: module patterns (valid regexes) → positive numbers."""
+    value = raw or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 2**31
+        for v in value.values()
+    ):
+        raise SourceError(f"{path}: {key!r} must map module names to positive numbers")
+    for pattern in value:
+        if len(pattern) > 1000:
+            raise SourceError(f"{path}: {key!r}: a module pattern of {len(pattern)} characters")
+        try:
+            re.compile(rf"(.*\.)?{pattern}")
+        except (re.error, RecursionError, OverflowError) as exc:
+            why = exc.msg if isinstance(exc, re.error) else type(exc).__name__
+            raise SourceError(
+                f"{path}: {key!r}: the module pattern {pattern[:80]!r} is not a valid regular "
+                f"expression ({why})"
+            ) from exc
+    return value
+
+
 def read_lora_config(path: Path) -> LoraConfig:
-    """Validated LoRA settings from ``adapter_config.json``."""
+    """Validated LoRA settings from ``adapter_config.json`` (strict JSON, at most 10 MB)."""
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise SourceError(f"{path}: {path.stat().st_size} bytes; not an adapter config")
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular_file(path) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{path}: not valid JSON ({exc})") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SourceError(f"{path}: over {MAX_CONFIG_BYTES} bytes; not an adapter config")
+    raw = parse_json_bytes(data, path, "adapter config")
     if not isinstance(raw, dict):
         raise SourceError(f"{path}: not a JSON object")
     peft_type = str(raw.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
-        raise SourceError(f"{path}: peft_type {peft_type!r}: only LoRA adapters are supported")
+        raise SourceError(f"{path}: peft_type {peft_type[:40]!r}: only LoRA adapters are supported")
     r, alpha = raw.get("r"), raw.get("lora_alpha")
-    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
-        raise SourceError(f"{path}: 'r' must be a positive integer; got {r!r}")
+    if not isinstance(r, int) or isinstance(r, bool) or not 0 < r < 2**31:
+        raise SourceError(f"{path}: 'r' must be a positive integer; got {str(r)[:40]}")
     if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not math.isfinite(alpha):
-        raise SourceError(f"{path}: 'lora_alpha' must be a finite number; got {alpha!r}")
-    patterns = []
-    for key in ("rank_pattern", "alpha_pattern"):
-        value = raw.get(key) or {}
-        if not isinstance(value, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value.values()
-        ):
-            raise SourceError(f"{path}: {key!r} must map module names to positive numbers")
-        patterns.append(value)
+        raise SourceError(f"{path}: 'lora_alpha' must be a finite number; got {str(alpha)[:40]}")
     return LoraConfig(
         r=r,
         alpha=float(alpha),
         use_rslora=bool(raw.get("use_rslora", False)),
         fan_in_fan_out=bool(raw.get("fan_in_fan_out", False)),
-        rank_pattern=patterns[0],
-        alpha_pattern=patterns[1],
+        rank_pattern=_checked_pattern(path, "rank_pattern", raw.get("rank_pattern")),
+        alpha_pattern=_checked_pattern(path, "alpha_pattern", raw.get("alpha_pattern")),
     )
 
 
@@ -120,23 +151,25 @@ def lora_delta(a: Array, b: Array, scale: float, embedding: bool, fan_in_fan_out
     a64 = np.asarray(a, dtype=np.float64)
     b64 = np.asarray(b, dtype=np.float64)
     if embedding:  # A (r, num), B (dim, r): the table is (num, dim)
-        out: Array = scale * (b64 @ a64).T
-        return out
+        out: npt.NDArray[np.float64] = b64 @ a64
+        out *= scale  # in place: one array of ΔW's size, not two
+        return out.T
     if a64.ndim > 2:  # conv: A (r, in, k…), B (out, r, 1…)
         r = a64.shape[0]
-        product = b64.reshape(b64.shape[0], r) @ a64.reshape(r, -1)
-        out = scale * product.reshape((b64.shape[0], *a64.shape[1:]))
-        return out
-    out = scale * (b64 @ a64)
+        out = b64.reshape(b64.shape[0], r) @ a64.reshape(r, -1)
+        out *= scale
+        return out.reshape((b64.shape[0], *a64.shape[1:]))
+    out = b64 @ a64
+    out *= scale
     return out.T if fan_in_fan_out else out
 
 
 def adapter_weights_file(folder: Path) -> Path:
     """The adapter's weight file in ``folder`` (``adapter_model.safetensors`` or ``.bin``)."""
-    weights = next((folder / f for f in ADAPTER_FILES if (folder / f).is_file()), None)
+    weights = next((f for f in ADAPTER_FILES if (folder / f).is_file()), None)
     if weights is None:
         raise SourceError(f"{folder}: an adapter folder without {' or '.join(ADAPTER_FILES)}")
-    return weights
+    return _inside(folder, weights)
 
 
 class LoraSource(WeightSource):
@@ -150,7 +183,11 @@ class LoraSource(WeightSource):
     ) -> None:
         self.folder = folder
         self.base = base
-        self.config = read_lora_config(folder / ADAPTER_CONFIG)
+        try:
+            self.config = read_lora_config(_inside(folder, ADAPTER_CONFIG))
+        except BaseException:
+            adapter.close()
+            raise
         self.adapter = adapter
         self.description = f"LoRA adapter {folder}" + (f" on {base.description}" if base else "")
         self.files = (folder / ADAPTER_CONFIG, *self.adapter.files, *(base.files if base else ()))
@@ -226,8 +263,8 @@ class LoraSource(WeightSource):
         base_kind = base.module_kind or kind
 
         def merged() -> Array:
-            weights = np.asarray(base.load(), dtype=np.float64)
-            out: Array = weights + np.asarray(delta(), dtype=np.float64)
+            out = np.asarray(delta(), dtype=np.float64)
+            out += np.asarray(base.load(), dtype=np.float64)  # in place: no third copy
             return out
 
         return [
