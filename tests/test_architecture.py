@@ -38,6 +38,7 @@ RANKS = {
     "distances": 8,
     "smoothing": 8,
     "zoo": 8,
+    "monitor": 9,  # the α monitor of a model in training (uses run, pipeline; plots trends)
     "plot": 9,
     "html_report": 10,
     "compare": 11,
