@@ -257,7 +257,7 @@ class Monitor:
             self.history.append(summary)
             self._done[summary.step] = summary
         for alert in summary.alerts:
-            logger.warning("alphahat monitor: %s", alert.message)
+            logger.warning("%s", alert.message)
             if self.warn:
                 warnings.warn(alert.message, AlphaAlertWarning, stacklevel=5)
             if alert.stop:
