@@ -140,3 +140,16 @@ def test_cli_errors_are_one_line(journal: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a monitor journal" in result.stderr
     result = runner.invoke(app, ["trend", str(journal), "-m", "alpha,nonsense"])
     assert result.exit_code == 2 and "no column nonsense" in result.stderr
+
+
+def test_html_report_gets_the_training_section(journal: Path) -> None:
+    import alphahat
+    from alphahat.html_report import report_html
+
+    model = torch.nn.Sequential(torch.nn.Linear(40, 30))
+    report = alphahat.analyze(model)
+    plain = report_html(report, diagnostics="none")
+    page = report_html(report, diagnostics="none", training_journal=journal)
+    assert 'id="training-trends"' not in plain and "During training" not in plain
+    assert page.count('id="training-trends"') == 1 and 'href="#training-trends"' in page
+    assert page.count("data:image/png;base64,") == plain.count("data:image/png;base64,") + 3

@@ -51,6 +51,14 @@ def report(
         int, typer.Option("--max-diagnostics", min=0, help="The cap of --diagnostics auto.")
     ] = 50,
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    training_journal: Annotated[
+        Path | None,
+        typer.Option(
+            "--training-journal",
+            metavar="JOURNAL",
+            help="Add the section 'During training' from an alphahat.monitor journal.",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
@@ -84,7 +92,13 @@ def report(
     if not quiet:
         note("drawing the figures…")
     try:
-        page = report_html(result, title=title, diagnostics=choice, max_diagnostics=max_diagnostics)
+        page = report_html(
+            result,
+            title=title,
+            diagnostics=choice,
+            max_diagnostics=max_diagnostics,
+            training_journal=training_journal,
+        )
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
     if output is None:
