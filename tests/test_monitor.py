@@ -188,6 +188,15 @@ def test_hugging_face_stop_request_stops_training(tmp_path: Path) -> None:
     logs: dict[str, float] = {"loss": 1.0}
     callback.on_log(None, state, control, logs=logs)
     assert logs["alphahat/mean_alpha"] == monitor.history[-1].means["alpha"]
+    # the epoch schedule
+    by_epoch = Monitor(model, every_steps=None, every_epochs=2, alerts=())
+    callback, control = trainer_callback(by_epoch), transformers.TrainerControl()
+    state.global_step, state.epoch = 30, 1.0
+    callback.on_epoch_end(None, state, control)
+    assert not by_epoch.history and not control.should_log
+    state.global_step, state.epoch = 60, 2.0
+    callback.on_epoch_end(None, state, control)
+    assert [(s.step, s.epoch) for s in by_epoch.history] == [(60, 2)] and control.should_log
 
 
 def test_lightning_callback(tmp_path: Path) -> None:
@@ -416,3 +425,28 @@ def test_schedule_and_bad_arguments() -> None:
     assert summary is not None and summary.epoch == 2 and summary.step == 20
     with pytest.raises(ValueError, match="every_steps must be None or an integer ≥ 1; got 0"):
         Monitor(training.mlp(), every_steps=0)
+
+
+def test_importing_the_monitor_imports_no_framework() -> None:
+    code = (
+        "import sys, alphahat.monitor, alphahat.monitor.integrations, alphahat.monitor.trend;"
+        "print([m for m in ('torch', 'transformers', 'lightning', 'matplotlib', 'tensorboard')"
+        " if m in sys.modules])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(alphahat.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_framework_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alphahat.errors import MissingDependencyError
+    from alphahat.monitor.integrations import lightning_callback, trainer_callback
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import fails
+    monkeypatch.setitem(sys.modules, "lightning.pytorch", None)
+    monitor = Monitor(training.mlp(), alerts=())
+    with pytest.raises(MissingDependencyError, match=r"pip install 'alphahat\[transformers\]'"):
+        trainer_callback(monitor)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'alphahat\[lightning\]'"):
+        lightning_callback(monitor)

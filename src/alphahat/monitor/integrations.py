@@ -4,7 +4,8 @@
   :meth:`Monitor.step` at ``state.global_step``; the step's model means go to
   ``Trainer.log`` (so to every logger the trainer reports to) when the trainer is given,
   else into the next ``on_log`` record; ``on_evaluate`` adds them to the evaluation metrics;
-  a stop request sets ``control.should_training_stop``.
+  a stop request sets ``control.should_training_stop``; ``on_epoch_end`` runs
+  :meth:`Monitor.epoch_end`.
 * :func:`lightning_callback` — a ``lightning.pytorch.Callback``: ``on_train_batch_end`` runs
   :meth:`Monitor.step` at ``trainer.global_step``, logs the means with ``pl_module.log_dict``
   and sets ``trainer.should_stop`` on a stop request; ``on_train_epoch_end`` runs
@@ -54,6 +55,16 @@ def trainer_callback(monitor: Monitor, trainer: Any = None) -> Any:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             summary = self.monitor.step(int(state.global_step), epoch=state.epoch)
+            self._logged(summary, control)
+            return control
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            epoch = int(round(state.epoch or 0))
+            summary = self.monitor.epoch_end(epoch, step=int(state.global_step))
+            self._logged(summary, control)
+            return control
+
+        def _logged(self, summary: StepSummary | None, control: Any) -> None:
             if summary is not None and not summary.resumed:
                 metrics = logged_metrics(summary)
                 if self.trainer is not None:
@@ -63,7 +74,6 @@ def trainer_callback(monitor: Monitor, trainer: Any = None) -> Any:
                     control.should_log = True
             if self.monitor.should_stop:
                 control.should_training_stop = True
-            return control
 
         def on_log(
             self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
