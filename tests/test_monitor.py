@@ -120,6 +120,27 @@ def test_background_mode_analyses_the_weights_of_its_step(tmp_path: Path) -> Non
     _assert_rows_equal_analyze(tmp_path / "j.jsonl", snapshots)
 
 
+def test_background_mode_reads_the_clones_not_the_live_weights(tmp_path: Path) -> None:
+    import threading
+
+    model = training.mlp()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    changed = threading.Event()
+    with Monitor(model, tmp_path / "j.jsonl", every_steps=1, alerts=(), background=True) as monitor:
+        analyse = monitor._worker._analyse  # type: ignore[union-attr]
+
+        def after_the_change(*args: Any) -> Any:  # the worker starts once the weights changed
+            changed.wait(timeout=30)
+            return analyse(*args)
+
+        monitor._worker._analyse = after_the_change  # type: ignore[union-attr]
+        assert monitor.step(1) is None
+        with torch.no_grad():
+            model[0].weight.mul_(3.0).add_(torch.randn(48, 64))
+        changed.set()
+    _assert_rows_equal_analyze(tmp_path / "j.jsonl", {1: before})
+
+
 @pytest.mark.slow
 def test_hugging_face_trainer_callback(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")

@@ -11,9 +11,9 @@ monitor row equals ``analyze``'s row of the same weights. Each row is appended t
 means (:func:`alphahat.metrics.summarize`) are returned as a :class:`StepSummary` and, with a
 TensorBoard ``SummaryWriter``, written as scalars.
 
-With ``background=True`` the scheduled step only copies the selected weights (one host copy
-of each analysed tensor, the values as they are at that step) and a worker thread analyses
-the copy, so the training step waits for the copy only; :meth:`Monitor.close` (or leaving the
+With ``background=True`` the scheduled step only clones the analysed tensors (on their
+device: a GPU model's weights are copied on the GPU) and a worker thread analyses the clones,
+so the training step waits for the clone only; :meth:`Monitor.close` (or leaving the
 ``with`` block) waits for the pending analyses.
 
 On a GPU the spectra are computed on the module's device with the torch backend
@@ -30,11 +30,11 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alphahat.engine.journal import Journal
-from alphahat.engine.tasks import FailedLoad, LoadedTensor
 from alphahat.layers import TensorPlan
 from alphahat.metrics import SUMMARY_METRICS, summarize
 from alphahat.monitor.alerts import (
@@ -46,10 +46,10 @@ from alphahat.monitor.alerts import (
     needs_randomize,
 )
 from alphahat.monitor.journal import MonitorRecords, open_monitor_journal
-from alphahat.pipeline.core import LAYER_ERRORS, error_reason
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
 from alphahat.pipeline.walk import load_planned, plan_layers
 from alphahat.run import LayerTask, plan_row, run_layer_task
+from alphahat.sources import TensorRef, WeightSource
 
 logger = logging.getLogger("alphahat.monitor")
 
@@ -209,7 +209,7 @@ class Monitor:
         if self._worker is not None:
             if step not in self._submitted:
                 self._submitted.add(step)
-                self._worker.submit(step, epoch, _snapshot(plans))
+                self._worker.submit(step, epoch, _snapshot(self.model, plans, self.options))
             return None
         return self._analyse_plans(step, epoch, plans)
 
@@ -326,17 +326,38 @@ class Monitor:
         return pd.DataFrame(rows, columns=columns)
 
 
-def _snapshot(plans: list[TensorPlan]) -> list[TensorPlan]:
-    """The plans with their tensors copied now (the values of this step, for the worker)."""
-    out = []
-    for plan in plans:
-        loader: Callable[[], Any]
-        try:
-            loader = LoadedTensor(plan.ref.load().copy())
-        except LAYER_ERRORS as exc:
-            loader = FailedLoad(error_reason(exc))
-        out.append(replace(plan, ref=replace(plan.ref, load=loader)))
-    return out
+def _snapshot(model: Any, plans: list[TensorPlan], options: AnalysisOptions) -> list[TensorPlan]:
+    """The plans again, reading clones of the planned tensors made now (on their device).
+
+    The clones hold the values of this step; the worker reads them (to the host) later.
+    """
+    from alphahat.sources.torch_sources import ModuleSource
+
+    tensors = dict(model.named_parameters(remove_duplicate=False))
+    tensors.update(model.named_buffers(remove_duplicate=False))
+    wanted = {plan.ref.name.split(" [", 1)[0] for plan in plans}  # a part's tensor
+    clones = {name: tensors[name].detach().clone() for name in wanted if name in tensors}
+    source = _ClonedSource(ModuleSource(model), clones)
+    return [p for p in plan_layers(source, options) if p.status == "analyse"]
+
+
+class _ClonedSource(WeightSource):
+    """A module's tensors as listed by its source, read from clones where there is one."""
+
+    def __init__(self, source: WeightSource, clones: Mapping[str, Any]) -> None:
+        from alphahat.sources.arrays import torch_to_numpy
+
+        self.description = source.description
+        self._refs = [
+            replace(ref, load=partial(torch_to_numpy, clones[ref.name]))
+            if ref.name in clones
+            else ref
+            for ref in source.tensors()
+        ]
+
+    def tensors(self) -> Iterator[TensorRef]:
+        """The source's tensors, in its order."""
+        return iter(self._refs)
 
 
 class _Worker:
