@@ -405,6 +405,11 @@ def test_alert_warns_logs_journals_and_stops_the_loop(
         (3, "0.weight", "alpha_below"),
         (3, "2.weight", "alpha_below"),
     ]
+    # a restarted run that reaches step 3 again (from an older checkpoint) is asked to stop too
+    resumed = Monitor(model, tmp_path / "j.jsonl", every_steps=3, alerts=(rule,))
+    assert sum(1 for _ in monitored_loop(resumed, range(50))) == 3 and resumed.should_stop
+    assert resumed.history[-1].resumed
+    resumed.close()
 
 
 def test_new_traps_needs_randomize() -> None:

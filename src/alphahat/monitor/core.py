@@ -203,7 +203,9 @@ class Monitor:
     def _analyse(self, step: int, epoch: float | None) -> StepSummary | None:
         with self._lock:
             done = self._done.get(step)
-        if done is not None:
+        if done is not None:  # analysed already (before a restart too): its stop request holds
+            if any(alert.stop for alert in done.alerts):
+                self.should_stop = True
             return done
         plans = self._plans()
         if self._worker is not None:
