@@ -153,3 +153,17 @@ def test_html_report_gets_the_training_section(journal: Path) -> None:
     assert 'id="training-trends"' not in plain and "During training" not in plain
     assert page.count('id="training-trends"') == 1 and 'href="#training-trends"' in page
     assert page.count("data:image/png;base64,") == plain.count("data:image/png;base64,") + 3
+
+
+def test_cli_report_takes_the_training_journal(journal: Path, tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    weights = tmp_path / "model.safetensors"
+    rng = np.random.default_rng(0)
+    save_file({"layer.weight": rng.standard_t(3, size=(60, 40)).astype(np.float32)}, str(weights))
+    out = tmp_path / "report.html"
+    args = ["report", str(weights), "-q", "-d", "none", "--training-journal", str(journal)]
+    result = CliRunner().invoke(app, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert page.count('id="training-trends"') == 1 and "Model means per analysed step" in page
