@@ -451,6 +451,28 @@ def test_schedule_and_bad_arguments() -> None:
     assert summary is not None and summary.epoch == 2 and summary.step == 20
     with pytest.raises(ValueError, match="every_steps must be None or an integer ≥ 1; got 0"):
         Monitor(training.mlp(), every_steps=0)
+    with pytest.raises(TypeError, match="Monitor needs a torch.nn.Module; got dict"):
+        Monitor({"w": np.ones((4, 4))})
+
+
+def test_unwritable_journal_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "no such folder" / "j.jsonl"
+    with pytest.raises(JournalError, match=r"no such folder/j\.jsonl: cannot write the journal"):
+        Monitor(training.mlp(), path)
+
+
+def test_a_bad_layer_is_a_failed_row_and_the_others_are_analysed(tmp_path: Path) -> None:
+    model = training.mlp()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with Monitor(model, tmp_path / "j.jsonl", every_steps=1, alerts=(AlphaBelow(),)) as monitor:
+        summary = monitor.step(1)
+    assert summary is not None
+    rows = {r["name"]: r for r in read_monitor_journal(tmp_path / "j.jsonl").layer_rows()}
+    assert rows["0.weight"]["status"] == "failed"
+    assert rows["0.weight"]["reason"] == "weights contain 1 NaN value(s)"
+    assert rows["2.weight"]["status"] == "fitted"
+    assert summary.means["alpha"] == rows["2.weight"]["alpha"]  # the mean of the fitted layer
 
 
 def test_importing_the_monitor_imports_no_framework() -> None:

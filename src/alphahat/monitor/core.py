@@ -143,6 +143,8 @@ class Monitor:
         resume: bool = True,
         warn: bool = True,
     ) -> None:
+        if not (hasattr(model, "named_parameters") and hasattr(model, "named_modules")):
+            raise TypeError(f"Monitor needs a torch.nn.Module; got {type(model).__name__}")
         for name, value in (("every_steps", every_steps), ("every_epochs", every_epochs)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ValueError(f"{name} must be None or an integer ≥ 1; got {value!r}")

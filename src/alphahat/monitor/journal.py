@@ -112,7 +112,11 @@ def open_monitor_journal(
     else:
         found = MonitorRecords(dict(key))
         records = ()
-    return Journal.create(path, key, records), found
+    try:
+        journal = Journal.create(path, key, records)
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot write the journal: {exc.strerror or exc}") from exc
+    return journal, found
 
 
 __all__ = [
