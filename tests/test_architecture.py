@@ -39,6 +39,7 @@ RANKS = {
     "smoothing": 8,
     "zoo": 8,
     "allocation": 8,  # reads reports (α tables) only; the CLI's allocate command calls it
+    "monitor": 9,  # the α monitor of a model in training (uses run, pipeline; plots trends)
     "plot": 9,
     "html_report": 10,
     "compare": 11,

@@ -18,9 +18,12 @@ _EXTRAS = {
     "h5py": "keras",
     "onnx": "onnx",
     "gguf": "gguf",
+    "transformers": "transformers",
+    "lightning.pytorch": "lightning",
+    "tensorboard": "tensorboard",
 }
 #: exact pins where an unpinned install would pull something unwanted
-_PINS = {"torch": "torch==2.13.0", "sklearn": "scikit-learn"}
+_PINS = {"torch": "torch==2.13.0", "sklearn": "scikit-learn", "lightning.pytorch": "lightning"}
 
 
 def require(module: str, purpose: str) -> ModuleType:

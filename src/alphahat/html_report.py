@@ -169,6 +169,7 @@ def report_html(
     diagnostics: DiagnosticsChoice = "auto",
     max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
     dpi: float = 72,
+    training_journal: str | Path | None = None,
 ) -> str:
     """The self-contained HTML report of one model (see the module docstring).
 
@@ -179,6 +180,8 @@ def report_html(
         diagnostics: which layers get fit-diagnostics figures (:func:`select_diagnostic_layers`).
         max_diagnostics: the cap of ``"auto"`` (each figure adds ≈ 25 kB).
         dpi: resolution of the figures.
+        training_journal: a journal of :class:`alphahat.monitor.Monitor`: adds the section
+            "During training" (the model means per step and the trend figures).
     """
     if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
         raise ValueError(f"max_diagnostics must be an integer ≥ 0; got {max_diagnostics!r}")
@@ -207,9 +210,15 @@ def report_html(
             *((("blocks", "Blocks"),) if blocks else ()),
             ("layers", "Layers"),
             ("diagnostics", "Diagnostics"),
+            *((("training-trends", "During training"),) if training_journal else ()),
             ("provenance", "Provenance"),
         )
     )
+    training = ""
+    if training_journal is not None:
+        from alphahat.monitor.trend import trend_section
+
+        training = trend_section(training_journal)
     body = f"""<header><h1>{html.escape(title)}</h1>
 <p class="muted">{len(report.details)} layers analysed · {summary.model.num_layers} fitted ·
 alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)))}</p>
@@ -221,6 +230,7 @@ alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)
 <p class="muted">Click a column header to sort; click a layer name for its diagnostics.</p>
 {layer_table_html(report, anchors)}</section>
 <section><h2 id="diagnostics">Fit diagnostics</h2>{diag}</section>
+{training}
 <section><h2 id="provenance">Provenance</h2>{provenance_section(report)}</section>"""
     return html_page(title, body)
 

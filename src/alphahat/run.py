@@ -126,7 +126,7 @@ def _portable_task(
     return LayerTask(options, plan.layer_id, plan.ref.name, plan=plan)
 
 
-def _base_row(plan: TensorPlan) -> dict[str, Any]:
+def plan_row(plan: TensorPlan) -> dict[str, Any]:
     """The plan's columns of a layer's row (what it is, before any number is computed)."""
     row: dict[str, Any] = {
         "layer_id": plan.layer_id,
@@ -252,7 +252,7 @@ class _Run:
         transient = isinstance(outcome, TaskFailure) and outcome.transient
         if isinstance(outcome, TaskFailure):
             outcome = LayerOutcome(failed_row(outcome.reason))
-        self.rows[i] = {**_base_row(plan), **outcome.row}
+        self.rows[i] = {**plan_row(plan), **outcome.row}
         if outcome.result is not None:
             self.results[i] = outcome.result
         if self.journal is not None:  # durable before anything else happens
@@ -284,7 +284,7 @@ def _start(source: WeightSource, options: AnalysisOptions, execution: ExecutionO
         if i in run.rows:
             continue
         if plan.status == "failed":
-            run.rows[i] = {**_base_row(plan), **failed_row(plan.reason)}
+            run.rows[i] = {**plan_row(plan), **failed_row(plan.reason)}
         else:
             run.pending.append(i)
     return run
@@ -379,4 +379,4 @@ def run_analysis(
     return _report(run, hashing.result())
 
 
-__all__ = ["LayerOutcome", "LayerTask", "run_analysis", "run_layer_task"]
+__all__ = ["LayerOutcome", "LayerTask", "plan_row", "run_analysis", "run_layer_task"]

@@ -56,6 +56,14 @@ def report(
     title: Annotated[
         str | None, typer.Option("--title", metavar="TEXT", help="Page title.")
     ] = None,
+    training_journal: Annotated[
+        Path | None,
+        typer.Option(
+            "--training-journal",
+            metavar="JOURNAL",
+            help="Add the section 'During training' from an alphahat.monitor journal.",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
@@ -92,7 +100,13 @@ def report(
     if not quiet:
         note("drawing the figures…")
     try:
-        page = report_html(result, title=title, diagnostics=choice, max_diagnostics=cap)
+        page = report_html(
+            result,
+            title=title,
+            diagnostics=choice,
+            max_diagnostics=cap,
+            training_journal=training_journal,
+        )
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
     if output is None:

@@ -15,7 +15,7 @@ Weights are stored as PyTorch stores ``nn.Linear`` weights: ``(out_features, in_
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,8 +154,17 @@ def train_mlp(
     x_test: FloatArray,
     y_test: IntArray,
     num_classes: int,
+    *,
+    on_start: Callable[[Sequence[FloatArray], Sequence[FloatArray]], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainedMLP:
-    """Train one MLP on the first ``spec.train_size`` training examples; measure accuracies."""
+    """Train one MLP on the first ``spec.train_size`` training examples; measure accuracies.
+
+    ``on_start(weights, biases)`` receives the arrays before the first step; they are updated
+    in place, so ``on_step(steps_done)``, called after every update, sees the current values
+    through them (e.g. as ``torch.from_numpy`` parameters watched by
+    :class:`alphahat.monitor.Monitor`). Neither changes the training.
+    """
     rng = np.random.default_rng(spec.seed)
     x = np.ascontiguousarray(x_train[: spec.train_size], dtype=np.float32)
     y = np.asarray(y_train[: spec.train_size], dtype=np.int64)
@@ -165,6 +174,8 @@ def train_mlp(
         for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
     ]
     biases = [np.zeros(n_out, dtype=np.float32) for n_out in sizes[1:]]
+    if on_start is not None:
+        on_start(weights, biases)
     vel_w = [np.zeros_like(w) for w in weights]
     vel_b = [np.zeros_like(b) for b in biases]
     n = x.shape[0]
@@ -204,6 +215,8 @@ def train_mlp(
                 weights[k] -= np.float32(lr) * vel_w[k]
                 biases[k] -= np.float32(lr) * vel_b[k]
             step += 1
+            if on_step is not None:
+                on_step(step)
     w_out, b_out = tuple(weights), tuple(biases)
     return TrainedMLP(
         weights=w_out,

@@ -1,0 +1,500 @@
+"""The α monitor: rows equal alphahat.analyze of saved weights, resumable journal, alerts.
+
+A 64 → 48 → 10 MLP trains on scikit-learn's digits for a few hundred steps (about a second on
+one core) with the plain-loop helper, in the background mode, with the Hugging Face Trainer
+callback and with the Lightning callback; at every monitored step a copy of the state dict is
+saved, and the journal's rows must equal ``alphahat.analyze`` of those copies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+import alphahat  # noqa: E402
+from alphahat.engine.journal import JournalError  # noqa: E402
+from alphahat.monitor import (  # noqa: E402
+    AlphaAlertWarning,
+    AlphaBelow,
+    AlphaHatJump,
+    AlphaOutside,
+    Monitor,
+    NewTraps,
+    monitored_loop,
+    read_monitor_journal,
+)
+from alphahat.monitor.alerts import check_rules  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import monitor_training as training  # noqa: E402
+
+STEPS = 200
+EVERY = 50
+#: the frameworks' own loops cost more per step: fewer steps there
+FRAMEWORK_STEPS = 120
+FRAMEWORK_EVERY = 40
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Any:
+    """Tiny matrices: one thread is fastest (and the machine's cores are shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+#: the columns compared between the journal and analyze (every number of the row)
+COLUMNS = [
+    "layer_id", "name", "N", "M", "alpha", "alpha_weighted", "D", "sigma", "xmin", "xmax",
+    "num_pl_spikes", "lambda_max", "log_spectral_norm", "norm", "log_norm", "log_alpha_norm",
+    "stable_rank", "entropy", "matrix_rank", "status",
+]  # fmt: skip
+
+
+def _train_plain(monitor: Monitor, snapshots: dict[int, dict[str, Any]], model: Any) -> int:
+    """Train with monitored_loop; keep a copy of the weights at each monitored step."""
+    x, y = training.digits()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    batches = (torch.from_numpy(training.batch_indices(s, len(x))) for s in range(STEPS))
+    done = 0
+    for rows in monitored_loop(monitor, batches):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[rows]), y[rows]).backward()
+        optimizer.step()
+        done += 1
+        if done % EVERY == 0:
+            snapshots[done] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return done
+
+
+def _assert_rows_equal_analyze(journal: Path, snapshots: dict[int, dict[str, Any]]) -> None:
+    records = read_monitor_journal(journal)
+    assert records.steps() == sorted(snapshots)
+    rows = records.layer_rows()
+    for step, weights in snapshots.items():
+        expected = alphahat.analyze(weights).details
+        expected = expected[expected.status != "skipped"]
+        got = [r for r in rows if r["step"] == step]
+        assert len(got) == len(expected) == 2
+        for column in COLUMNS:
+            assert [r[column] for r in got] == expected[column].tolist(), (step, column)
+
+
+def test_plain_loop_rows_equal_analyze_of_saved_weights(tmp_path: Path) -> None:
+    model = training.mlp()
+    snapshots: dict[int, dict[str, Any]] = {}
+    with Monitor(model, tmp_path / "j.jsonl", every_steps=EVERY, alerts=()) as monitor:
+        assert _train_plain(monitor, snapshots, model) == STEPS
+        means = monitor.summary_table()
+    _assert_rows_equal_analyze(tmp_path / "j.jsonl", snapshots)
+    # the step's summary is the mean over the layers (independently: numpy over the rows)
+    rows = read_monitor_journal(tmp_path / "j.jsonl").layer_rows()
+    for step, alpha in zip(means["step"], means["alpha"], strict=True):
+        assert alpha == pytest.approx(np.mean([r["alpha"] for r in rows if r["step"] == step]))
+    # α falls as the MLP trains (HT-SR: training makes the ESD heavier tailed)
+    assert means["alpha"].iloc[-1] < means["alpha"].iloc[0]
+
+
+def test_background_mode_analyses_the_weights_of_its_step(tmp_path: Path) -> None:
+    model = training.mlp()
+    snapshots: dict[int, dict[str, Any]] = {}
+    monitor = Monitor(model, tmp_path / "j.jsonl", every_steps=EVERY, alerts=(), background=True)
+    with monitor:
+        _train_plain(monitor, snapshots, model)
+    assert [s.step for s in monitor.history] == sorted(snapshots)
+    _assert_rows_equal_analyze(tmp_path / "j.jsonl", snapshots)
+
+
+def test_background_mode_reads_the_clones_not_the_live_weights(tmp_path: Path) -> None:
+    import threading
+
+    model = training.mlp()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    changed = threading.Event()
+    with Monitor(model, tmp_path / "j.jsonl", every_steps=1, alerts=(), background=True) as monitor:
+        analyse = monitor._worker._analyse  # type: ignore[union-attr]
+
+        def after_the_change(*args: Any) -> Any:  # the worker starts once the weights changed
+            changed.wait(timeout=30)
+            return analyse(*args)
+
+        monitor._worker._analyse = after_the_change  # type: ignore[union-attr]
+        assert monitor.step(1) is None
+        with torch.no_grad():
+            model[0].weight.mul_(3.0).add_(torch.randn(48, 64))
+        changed.set()
+    _assert_rows_equal_analyze(tmp_path / "j.jsonl", {1: before})
+
+
+@pytest.mark.slow
+def test_hugging_face_trainer_callback(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from alphahat.monitor.integrations import trainer_callback
+
+    x, y = training.digits()
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = training.mlp()
+
+        def forward(self, inputs: Any, labels: Any = None) -> dict[str, Any]:
+            logits = self.net(inputs)
+            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    snapshots: dict[int, dict[str, Any]] = {}
+
+    class Snapshot(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_step_end(
+            self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any
+        ) -> None:
+            if state.global_step % FRAMEWORK_EVERY == 0:
+                snapshots[state.global_step] = {
+                    k: v.detach().clone() for k, v in model.state_dict().items()
+                }
+
+    model = Net()
+    data = [{"inputs": x[i], "labels": y[i]} for i in range(len(x))]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=training.BATCH,
+        max_steps=FRAMEWORK_STEPS, learning_rate=0.05, logging_steps=10_000, save_strategy="no",
+        report_to=[], use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+    )  # fmt: skip
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
+    monitor = Monitor(model, tmp_path / "j.jsonl", every_steps=FRAMEWORK_EVERY, alerts=())
+    trainer.add_callback(Snapshot())
+    trainer.add_callback(trainer_callback(monitor, trainer))
+    trainer.train()
+    monitor.close()
+    _assert_rows_equal_analyze(tmp_path / "j.jsonl", snapshots)
+    # the means went through Trainer.log into the trainer's log history
+    logged = [e for e in trainer.state.log_history if "alphahat/mean_alpha" in e]
+    assert [e["step"] for e in logged] == sorted(snapshots)
+    summaries = {s.step: s.means["alpha"] for s in monitor.history}
+    assert [e["alphahat/mean_alpha"] for e in logged] == [summaries[s] for s in sorted(snapshots)]
+
+
+def test_hugging_face_stop_request_stops_training(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from alphahat.monitor.integrations import trainer_callback
+
+    model = training.mlp()
+    monitor = Monitor(model, every_steps=5, alerts=(AlphaBelow(threshold=100.0, stop=True),))
+    callback = trainer_callback(monitor)
+    state, control = transformers.TrainerState(), transformers.TrainerControl()
+    state.global_step = 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callback.on_step_end(None, state, control)
+        assert not control.should_training_stop and not caught
+        state.global_step = 5
+        callback.on_step_end(None, state, control)
+    assert control.should_training_stop and control.should_log
+    assert all(issubclass(w.category, AlphaAlertWarning) for w in caught) and len(caught) == 2
+    logs: dict[str, float] = {"loss": 1.0}
+    callback.on_log(None, state, control, logs=logs)
+    assert logs["alphahat/mean_alpha"] == monitor.history[-1].means["alpha"]
+    # the epoch schedule
+    by_epoch = Monitor(model, every_steps=None, every_epochs=2, alerts=())
+    callback, control = trainer_callback(by_epoch), transformers.TrainerControl()
+    state.global_step, state.epoch = 30, 1.0
+    callback.on_epoch_end(None, state, control)
+    assert not by_epoch.history and not control.should_log
+    state.global_step, state.epoch = 60, 2.0
+    callback.on_epoch_end(None, state, control)
+    assert [(s.step, s.epoch) for s in by_epoch.history] == [(60, 2)] and control.should_log
+
+
+def test_lightning_callback(tmp_path: Path) -> None:
+    pl = pytest.importorskip("lightning.pytorch")
+    from alphahat.monitor.integrations import lightning_callback
+
+    x, y = training.digits()
+
+    class Module(pl.LightningModule):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = training.mlp()
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            inputs, labels = batch
+            return torch.nn.functional.cross_entropy(self.net(inputs), labels)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+    snapshots: dict[int, dict[str, Any]] = {}
+
+    class Snapshot(pl.Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, trainer: Any, module: Any, *args: Any) -> None:
+            if trainer.global_step % FRAMEWORK_EVERY == 0:
+                snapshots[trainer.global_step] = {
+                    k: v.detach().clone() for k, v in module.state_dict().items()
+                }
+
+    module = Module()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=training.BATCH, shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    monitor = Monitor(module, tmp_path / "j.jsonl", every_steps=FRAMEWORK_EVERY, alerts=())
+    trainer = pl.Trainer(
+        max_steps=FRAMEWORK_STEPS, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[Snapshot(), lightning_callback(monitor)],
+    )  # fmt: skip
+    trainer.fit(module, loader)
+    monitor.close()
+    _assert_rows_equal_analyze(tmp_path / "j.jsonl", snapshots)
+    assert trainer.callback_metrics["alphahat/mean_alpha"].item() == pytest.approx(
+        monitor.history[-1].means["alpha"]
+    )
+
+
+def test_lightning_stop_request_sets_should_stop() -> None:
+    pytest.importorskip("lightning.pytorch")
+    from alphahat.monitor.integrations import lightning_callback
+
+    model = training.mlp()
+    monitor = Monitor(model, every_steps=1, alerts=(AlphaOutside(6.0, 7.0, stop=True),), warn=False)
+
+    class FakeTrainer:
+        global_step = 1
+        current_epoch = 0
+        should_stop = False
+
+    class FakeModule:
+        logged: dict[str, float] = {}
+
+        def log_dict(self, values: dict[str, float], **kwargs: Any) -> None:
+            self.logged.update(values)
+
+    trainer, module = FakeTrainer(), FakeModule()
+    lightning_callback(monitor).on_train_batch_end(trainer, module, None, None, 0)
+    assert trainer.should_stop
+    assert module.logged["alphahat/mean_alpha"] == monitor.history[-1].means["alpha"]
+
+
+def _steps_in(path: Path) -> int:
+    try:
+        return path.read_text().count('"type": "step"')
+    except OSError:
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path: Path) -> None:
+    script = Path(training.__file__)
+    env = {**os.environ, "PYTHONPATH": str(Path(alphahat.__file__).parents[1])}
+    steps, every = "120", "10"
+    data = tmp_path / "digits.npz"
+    training.save_digits(data)
+
+    def run(journal: Path, checkpoint: Path, delay: str = "0") -> subprocess.Popen[bytes]:
+        command = [sys.executable, str(script), str(journal), str(checkpoint), steps, every, delay]
+        command.append(str(data))
+        return subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+
+    journal, checkpoint = tmp_path / "killed.jsonl", tmp_path / "killed.pt"
+    process = run(journal, checkpoint, delay="0.01")
+    deadline = time.monotonic() + 120
+    while _steps_in(journal) < 5 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = _steps_in(journal)
+    assert 5 <= killed_at < 12, "the run was not killed mid-way"
+    assert checkpoint.exists()
+    assert run(journal, checkpoint).wait() == 0
+
+    clean = tmp_path / "clean.jsonl"  # the same run, uninterrupted (here, in this process)
+    training.main(str(clean), str(tmp_path / "clean.pt"), int(steps), int(every), data=str(data))
+    resumed, expected = read_monitor_journal(journal), read_monitor_journal(clean)
+    assert resumed.steps() == expected.steps() == list(range(10, 121, 10))
+    keys = [(r["step"], r["name"]) for r in resumed.layer_rows()]
+    assert len(keys) == len(set(keys)) == 2 * 12
+    assert resumed.layer_rows() == expected.layer_rows()
+    assert resumed.step_rows() == expected.step_rows()
+
+
+def test_torn_last_record_is_dropped_and_the_step_analysed_again(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    model = training.mlp()
+    with Monitor(model, path, every_steps=1, alerts=()) as monitor:
+        first = monitor.step(1)
+        monitor.step(2)
+    lines = path.read_text().splitlines(keepends=True)
+    # cut step 2 short: its first layer record whole, the second torn, no step record
+    path.write_text("".join(lines[:5]) + lines[5][:20])
+    assert read_monitor_journal(path).steps() == [1]
+    assert read_monitor_journal(path).dropped == 1
+    with Monitor(model, path, every_steps=1, alerts=()) as monitor:
+        again = monitor.step(1)
+        assert again is not None and again.resumed and again.means == first.means  # type: ignore[union-attr]
+        redone = monitor.step(2)
+        assert redone is not None and not redone.resumed
+    records = read_monitor_journal(path)
+    assert records.steps() == [1, 2] and records.dropped == 0
+    assert len(records.layer_rows()) == 4
+
+
+def test_a_journal_of_other_options_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    model = training.mlp()
+    Monitor(model, path, alerts=()).close()
+    with pytest.raises(JournalError, match="option min_evals"):
+        Monitor(model, path, options={"min_evals": 3})
+    Monitor(model, path, options={"min_evals": 3}, resume=False).close()  # started over
+    assert json.loads(path.read_text().splitlines()[0])["key"]["options"]["min_evals"] == 3
+
+
+def _row(
+    name: str, alpha: float, alpha_hat: float = 1.0, traps: int | None = None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "status": "fitted", "alpha": alpha}
+    row["alpha_weighted"] = alpha_hat
+    if traps is not None:
+        row["num_traps"] = traps
+    return row
+
+
+def test_alert_rules() -> None:
+    now = [_row("a", 1.5, 3.0, 2), _row("b", 3.0, 1.0, 1), _row("c", 7.0, 0.2, 0)]
+    before = [_row("a", 2.5, 1.5, 0), _row("b", 3.1, 0.9, 1), _row("c", math.nan, 0.1, 0)]
+    below = check_rules([AlphaBelow()], 9, now, before)
+    assert [(a.layer, a.value) for a in below] == [("a", 1.5)] and below[0].step == 9
+    outside = check_rules([AlphaOutside()], 9, now, before)
+    assert [a.layer for a in outside] == ["a", "c"]
+    jump = check_rules([AlphaHatJump(1.0)], 9, now, before)
+    assert [(a.layer, a.value) for a in jump] == [("a", 1.5)]
+    traps = check_rules([NewTraps()], 9, now, before)
+    assert [(a.layer, a.value) for a in traps] == [("a", 2.0)]
+    assert check_rules([AlphaBelow()], 1, [{**now[0], "status": "failed"}], []) == []
+    with pytest.raises(ValueError, match="low < high"):
+        AlphaOutside(6.0, 2.0)
+
+
+def test_alert_warns_logs_journals_and_stops_the_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = training.mlp()
+    rule = AlphaBelow(threshold=100.0, stop=True)  # every layer fires
+    monitor = Monitor(model, tmp_path / "j.jsonl", every_steps=3, alerts=(rule,))
+    with pytest.warns(AlphaAlertWarning, match=r"step 3: layer [02]\.weight: alpha = .* < 100"):
+        done = sum(1 for _ in monitored_loop(monitor, range(50)))
+    monitor.close()
+    assert done == 3 and monitor.should_stop
+    assert "alpha = " in caplog.text
+    alerts = read_monitor_journal(tmp_path / "j.jsonl").alert_rows()
+    assert [(a["step"], a["layer"], a["rule"]) for a in alerts] == [
+        (3, "0.weight", "alpha_below"),
+        (3, "2.weight", "alpha_below"),
+    ]
+    # a restarted run that reaches step 3 again (from an older checkpoint) is asked to stop too
+    resumed = Monitor(model, tmp_path / "j.jsonl", every_steps=3, alerts=(rule,))
+    assert sum(1 for _ in monitored_loop(resumed, range(50))) == 3 and resumed.should_stop
+    assert resumed.history[-1].resumed
+    resumed.close()
+
+
+def test_new_traps_needs_randomize() -> None:
+    with pytest.raises(ValueError, match="randomize=True"):
+        Monitor(training.mlp(), alerts=(NewTraps(),))
+    monitor = Monitor(
+        training.mlp(), every_steps=1, alerts=(NewTraps(),), options={"randomize": True}
+    )
+    summary = monitor.step(1)
+    assert summary is not None and "num_traps" in summary.rows[0]
+
+
+def test_tensorboard_writer_gets_the_scalars(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    calls: list[tuple[str, float, int]] = []
+
+    class Recording(SummaryWriter):  # type: ignore[misc]
+        def add_scalar(self, tag: str, value: float, step: int, *args: Any, **kw: Any) -> None:
+            calls.append((tag, value, step))
+            super().add_scalar(tag, value, step, *args, **kw)
+
+    writer = Recording(str(tmp_path / "tb"))
+    monitor = Monitor(training.mlp(), every_steps=2, alerts=(), writer=writer)
+    summary = monitor.step(2)
+    writer.close()
+    assert summary is not None
+    assert ("alphahat/mean_alpha", summary.means["alpha"], 2) in calls
+    assert ("alphahat/alpha/0.weight", summary.rows[0]["alpha"], 2) in calls
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+
+
+def test_schedule_and_bad_arguments() -> None:
+    monitor = Monitor(training.mlp(), every_steps=None, every_epochs=2, alerts=())
+    assert monitor.step(10) is None
+    assert monitor.epoch_end(1, step=10) is None
+    summary = monitor.epoch_end(2, step=20)
+    assert summary is not None and summary.epoch == 2 and summary.step == 20
+    with pytest.raises(ValueError, match="every_steps must be None or an integer ≥ 1; got 0"):
+        Monitor(training.mlp(), every_steps=0)
+    with pytest.raises(TypeError, match="Monitor needs a torch.nn.Module; got dict"):
+        Monitor({"w": np.ones((4, 4))})
+
+
+def test_unwritable_journal_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "no such folder" / "j.jsonl"
+    with pytest.raises(JournalError, match=r"no such folder/j\.jsonl: cannot write the journal"):
+        Monitor(training.mlp(), path)
+
+
+def test_a_bad_layer_is_a_failed_row_and_the_others_are_analysed(tmp_path: Path) -> None:
+    model = training.mlp()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with Monitor(model, tmp_path / "j.jsonl", every_steps=1, alerts=(AlphaBelow(),)) as monitor:
+        summary = monitor.step(1)
+    assert summary is not None
+    rows = {r["name"]: r for r in read_monitor_journal(tmp_path / "j.jsonl").layer_rows()}
+    assert rows["0.weight"]["status"] == "failed"
+    assert rows["0.weight"]["reason"] == "weights contain 1 NaN value(s)"
+    assert rows["2.weight"]["status"] == "fitted"
+    assert summary.means["alpha"] == rows["2.weight"]["alpha"]  # the mean of the fitted layer
+
+
+def test_importing_the_monitor_imports_no_framework() -> None:
+    code = (
+        "import sys, alphahat.monitor, alphahat.monitor.integrations, alphahat.monitor.trend;"
+        "print([m for m in ('torch', 'transformers', 'lightning', 'matplotlib', 'tensorboard')"
+        " if m in sys.modules])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(alphahat.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_framework_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alphahat.errors import MissingDependencyError
+    from alphahat.monitor.integrations import lightning_callback, trainer_callback
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import fails
+    monkeypatch.setitem(sys.modules, "lightning.pytorch", None)
+    monitor = Monitor(training.mlp(), alerts=())
+    with pytest.raises(MissingDependencyError, match=r"pip install 'alphahat\[transformers\]'"):
+        trainer_callback(monitor)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'alphahat\[lightning\]'"):
+        lightning_callback(monitor)
