@@ -97,7 +97,7 @@ class LayerResult:
 
     @property
     def reason(self) -> str:
-        """Why the layer failed (empty when fitted)."""
+        """Why the layer failed, or why an MP fit asked for has no numbers (else empty)."""
         return str(self.row["reason"])
 
 
@@ -151,6 +151,19 @@ class _Extras:
     mp_fit: MarchenkoPasturFit | None = None
     randomized: RandomizedSpectrum | None = None
     randomized_mp_fit: MarchenkoPasturFit | None = None
+
+    @property
+    def notes(self) -> str:
+        """Why an MP fit that was asked for has no numbers (for the row's ``reason``)."""
+        failed = [
+            f"{what}: {fit.status}: {fit.reason}"
+            for what, fit in (
+                ("MP fit", self.mp_fit),
+                ("MP fit of the shuffled ESD", self.randomized_mp_fit),
+            )
+            if fit is not None and not fit.fitted
+        ]
+        return "; ".join(failed)
 
 
 def _extras(
@@ -237,9 +250,10 @@ def analyse_layer(
     extras = _extras(spectrum, fit, used, stored, scale, name, options)
     row.update(extras.columns)
     if fit.fitted:
-        row["status"], row["reason"] = "fitted", ""
+        row["status"], row["reason"] = "fitted", extras.notes
     else:
-        row["status"], row["reason"] = "failed", f"power-law fit: {fit.status}: {fit.reason}"
+        reason = f"power-law fit: {fit.status}: {fit.reason}"
+        row["status"], row["reason"] = "failed", "; ".join(filter(None, (reason, extras.notes)))
     return LayerResult(
         spectrum, fit, row, extras.mp_fit, extras.randomized, extras.randomized_mp_fit
     )
