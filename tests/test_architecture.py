@@ -37,6 +37,7 @@ RANKS = {
     "analysis": 8,
     "distances": 8,
     "smoothing": 8,
+    "traps": 8,
     "zoo": 8,
     "plot": 9,
     "html_report": 10,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from alphahat.layers import LayerFilter
     from alphahat.pipeline import AnalysisOptions, LayerResult, analyse_layer, iter_layers
     from alphahat.report import Report, Summary
+    from alphahat.traps import analyze_traps, randomize_model, remove_traps
 
 __all__ = [
     "AnalysisOptions",
@@ -33,9 +34,12 @@ __all__ = [
     "__version__",
     "analyse_layer",
     "analyze",
+    "analyze_traps",
     "describe",
     "fit_power_law",
     "iter_layers",
+    "randomize_model",
+    "remove_traps",
 ]
 
 _LAZY = {
@@ -51,6 +55,9 @@ _LAZY = {
     "LayerFilter": "alphahat.layers",
     "Report": "alphahat.report",
     "Summary": "alphahat.report",
+    "analyze_traps": "alphahat.traps",
+    "randomize_model": "alphahat.traps",
+    "remove_traps": "alphahat.traps",
 }
 
 
