@@ -25,8 +25,8 @@ ROWS, COLS = (3, 4), (10, 11)
 
 
 def planted(seed: int = 0, amplitude: float = 6.0) -> np.ndarray:
-    """Gaussian W (σ = 0.05, 600 × 300) plus a rank-1 spike on 2 × 2 entries."""
-    w = np.random.default_rng(seed).normal(scale=STD, size=(600, 300))
+    """Gaussian W (σ = 0.05, 400 × 200) plus a rank-1 spike on 2 × 2 entries."""
+    w = np.random.default_rng(seed).normal(scale=STD, size=(400, 200))
     x, y = np.array([1.0, 0.6]), np.array([1.0, 0.7])
     w[np.ix_(ROWS, COLS)] += amplitude * np.outer(x, y)
     return w
@@ -89,7 +89,7 @@ def test_randomize_model_is_reproducible_and_saved(tmp_path: Path) -> None:
     again = randomize_model(model, seed=5)
     other = randomize_model(model, seed=6)
     assert first.fingerprint == again.fingerprint != other.fingerprint
-    assert first.fingerprint == fingerprint(5, [("a.weight", (600, 300)), ("b.weight", (40, 20))])
+    assert first.fingerprint == fingerprint(5, [("a.weight", (400, 200)), ("b.weight", (40, 20))])
     for name, w in model.items():
         np.testing.assert_array_equal(first.weights[name], again.weights[name])
         np.testing.assert_array_equal(
@@ -111,7 +111,7 @@ def test_planted_trap_is_found_at_its_entries_and_matches_num_traps() -> None:
     w = planted()
     result = analyze_traps({"w": w}, seed=0)
     traps = result.traps
-    # the spike's 4 entries (6, 4.2, 3.6, 2.52 ≫ the BBP level 0.05·(600·300)^¼ ≈ 1.0) are
+    # the spike's 4 entries (6, 4.2, 3.6, 2.52 ≫ the BBP level 0.05·(400·200)^¼ ≈ 0.84) are
     # scattered by the shuffle into 4 one-entry spikes: 4 traps, each on one planted entry
     assert len(traps) == 4 and traps["replica"].eq(0).all()
     tops = [tuple(t["top_entries"][0]["index"]) for t in traps.to_dict("records")]
@@ -120,7 +120,7 @@ def test_planted_trap_is_found_at_its_entries_and_matches_num_traps() -> None:
     # λ of a rank-1 spike a·e_i e_jᵀ in N × M noise of variance s² (Benaych-Georges &
     # Nadakuditi 2012, above the BBP threshold): (a² + N s²)(a² + M s²) / a²
     a2 = np.square(planted_values)
-    expected = (a2 + 600 * STD**2) * (a2 + 300 * STD**2) / a2
+    expected = (a2 + 400 * STD**2) * (a2 + 200 * STD**2) / a2
     np.testing.assert_allclose(traps["lambda"], expected, rtol=0.05)  # finite-size spread
     assert (traps["top5_mass"] > 0.7).all() and (traps["above_edge"] > 0).all()
     for t in result.found:  # the un-shuffled piece's largest entry is the planted entry itself
@@ -155,10 +155,13 @@ def test_remove_traps_leaves_the_bulk_and_never_edits_in_place(method: str, tmp_
     after = analyze_traps(cleaned.weights, seed=0)
     assert after.summary.loc[0, "num_traps"] == 0
     # the bulk: the MP edge of the closed form N s² (1 + 1/√Q)², and W's own ESD below it
-    edge = 600 * STD**2 * (1 + 2**-0.5) ** 2
+    edge = 400 * STD**2 * (1 + 2**-0.5) ** 2
     assert after.layers.loc[0, "rand_bulk_max"] == pytest.approx(edge, rel=0.05)
+    changed = cleaned.weights["w"] != w
+    assert cleaned.details.loc[0, "entries_replaced"] == changed.sum() >= 4
+    assert all(changed[r, c] for r in ROWS for c in COLS)  # the rest of W as it was
     clean_evals = np.linalg.svd(cleaned.weights["w"], compute_uv=False) ** 2
-    pure = np.random.default_rng(0).normal(scale=STD, size=(600, 300))
+    pure = np.random.default_rng(0).normal(scale=STD, size=(400, 200))
     pure_evals = np.linalg.svd(pure, compute_uv=False) ** 2
     np.testing.assert_allclose(np.quantile(clean_evals, [0.1, 0.5, 0.9]),
                                np.quantile(pure_evals, [0.1, 0.5, 0.9]), rtol=0.03)  # fmt: skip
@@ -177,7 +180,7 @@ def test_remove_traps_leaves_the_bulk_and_never_edits_in_place(method: str, tmp_
 def test_remove_traps_refuses_another_model() -> None:
     result = analyze_traps({"w": planted()}, seed=0)
     with pytest.raises(ValueError, match="shape"):
-        remove_traps({"w": np.zeros((300, 600))}, result)
+        remove_traps({"w": np.zeros((200, 400))}, result)
 
 
 def test_a_failing_layer_keeps_the_others() -> None:

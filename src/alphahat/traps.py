@@ -12,9 +12,11 @@
   of every shuffle are listed (column ``replica``) and the layer's ``num_traps`` is the rows
   divided by the shuffles, rounded — equal to ``analyze``'s ``num_traps`` of every layer.
 * :func:`remove_traps` — new weights (the input is never modified) with the traps of the first
-  shuffle taken out: each piece is subtracted from W, and on its support (the fewest entries
-  holding 90 % of its mass) the entries are replaced by noise matched to the rest of W (its
-  mean and standard deviation, seeded) or by the mean of the rest of W.
+  shuffle taken out: the entries of each piece's support (the fewest entries holding 90 % of
+  its mass, which is where the piece stands out of the bulk) are replaced by noise matched to
+  the rest of W (its mean and standard deviation, seeded) or by the mean of the rest of W; every
+  other entry is left as it was (subtracting the whole piece would also project the bulk's own
+  noise out of the trap's row and column of the shuffled matrix, shrinking the bulk).
 """
 
 from __future__ import annotations
@@ -330,7 +332,10 @@ def _layer_traps(
     permutations = layer_permutations(index, values.size, seed=options.seed, name=layer.name)
     flat = values.reshape(-1)
     found: list[Trap] = []
+    shuffled_replicas = result.randomized.replicas if result.randomized is not None else ()
     for r, permutation in enumerate(permutations):
+        if r < len(shuffled_replicas) and not np.any(shuffled_replicas[r] > fit.spike_edge):
+            continue  # the analysis' own shuffled ESD has no trap in this shuffle
         for j, matrix in enumerate(index):
             positions = matrix.reshape(-1)
             source = permutation[positions]
@@ -436,14 +441,12 @@ class CleanedModel:
 def _cleaned(
     values: npt.NDArray[np.generic], traps: Sequence[Trap], method: str, seed: int
 ) -> tuple[FloatArray, int]:
-    """W minus the traps' pieces, their supports replaced; and how many entries were."""
+    """W with the traps' supports replaced (the rest untouched); and how many entries were."""
     w = np.asarray(values, dtype=np.float64).reshape(-1)
-    out = w.copy()
     replaced = np.zeros(w.size, dtype=bool)
     for trap in traps:
-        piece = trap.piece().reshape(-1)
-        out -= piece
-        replaced[support(piece)] = True
+        replaced[support(trap.piece().reshape(-1))] = True
+    out = w.copy()
     rest = w[~replaced]
     mean = float(rest.mean()) if rest.size else 0.0
     if method == "noise":

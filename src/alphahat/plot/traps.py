@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 #: Larger matrices are shown max-pooled to at most this many cells per side.
 HEATMAP_CELLS = 160
+#: The colour scale spans this fraction of the largest |entry| up to it (log scale).
+DYNAMIC_RANGE = 1e-3
 
 
 def _pooled(values: np.ndarray, cells: int) -> tuple[np.ndarray, int, int]:
@@ -31,7 +33,9 @@ def trap_heatmap_plot(trap: Trap, *, ax: Axes | None = None, cells: int = HEATMA
     """|piece| of ``trap`` in W's layout (rows: dim 0, columns: dim 1; conv: its kernel position).
 
     Matrices with more than ``cells`` rows or columns are max-pooled in blocks (said in the
-    axis labels), so a trap on one entry stays visible; its largest entry is circled.
+    axis labels), so a trap on one entry stays visible; its largest entry is circled. The
+    colours are log-scaled over three decades below the largest entry: a trap from one large
+    entry shows as that entry, with the faint row and column it drags along.
     """
     ax = axes_or_new(ax, 5.2, 4.2)
     piece = trap.piece()
@@ -39,9 +43,21 @@ def trap_heatmap_plot(trap: Trap, *, ax: Axes | None = None, cells: int = HEATMA
     position = int(np.argmax(np.abs(matrix).reshape(-1)))
     r, c, k = np.unravel_index(position, matrix.shape)
     shown, by_r, by_c = _pooled(matrix[:, :, k], cells)
-    image = ax.imshow(shown, cmap="magma", aspect="auto", interpolation="nearest")
-    ax.figure.colorbar(image, ax=ax, label="|σ·u·vᵀ| (un-shuffled)")
-    ax.scatter([c // by_c], [r // by_r], s=80, facecolors="none", edgecolors="#00c0ff")
+    from matplotlib.colors import LogNorm
+
+    top = float(shown.max()) if shown.size and shown.max() > 0 else 1.0
+    norm = LogNorm(vmin=top * DYNAMIC_RANGE, vmax=top)
+    extent = (0.0, shown.shape[1] * by_c, shown.shape[0] * by_r, 0.0)  # W's row/column units
+    image = ax.imshow(
+        np.clip(shown, top * DYNAMIC_RANGE, None),
+        cmap="magma",
+        norm=norm,
+        aspect="auto",
+        interpolation="nearest",
+        extent=extent,
+    )
+    ax.figure.colorbar(image, ax=ax, label="|σ·u·vᵀ| (un-shuffled, log scale)")
+    ax.scatter([c + 0.5], [r + 0.5], s=120, facecolors="none", edgecolors="#00c0ff")
     pooled_note = f" (max over {by_r}×{by_c} blocks)" if by_r * by_c > 1 else ""
     ax.set_xlabel(f"column (input unit){pooled_note}")
     ax.set_ylabel("row (output unit)")
@@ -57,4 +73,4 @@ def trap_heatmap_plot(trap: Trap, *, ax: Axes | None = None, cells: int = HEATMA
     return ax
 
 
-__all__ = ["HEATMAP_CELLS", "trap_heatmap_plot"]
+__all__ = ["DYNAMIC_RANGE", "HEATMAP_CELLS", "trap_heatmap_plot"]
