@@ -227,6 +227,7 @@ def _onet() -> Path:
     return Path(spec.origin).parent / "data" / "onet.pt"
 
 
+@pytest.mark.slow
 def test_cli_traps_on_mtcnn_onet_matches_num_traps(tmp_path: Path) -> None:
     onet = _onet()
     out = tmp_path / "traps.json"
