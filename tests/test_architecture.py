@@ -38,6 +38,7 @@ RANKS = {
     "distances": 8,
     "smoothing": 8,
     "traps": 8,
+    "weights": 8,
     "zoo": 8,
     "plot": 9,
     "html_report": 10,

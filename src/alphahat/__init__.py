@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from alphahat.pipeline import AnalysisOptions, LayerResult, analyse_layer, iter_layers
     from alphahat.report import Report, Summary
     from alphahat.traps import analyze_traps, randomize_model, remove_traps
+    from alphahat.weights import analyze_weights
 
 __all__ = [
     "AnalysisOptions",
@@ -35,6 +36,7 @@ __all__ = [
     "analyse_layer",
     "analyze",
     "analyze_traps",
+    "analyze_weights",
     "describe",
     "fit_power_law",
     "iter_layers",
@@ -58,6 +60,7 @@ _LAZY = {
     "analyze_traps": "alphahat.traps",
     "randomize_model": "alphahat.traps",
     "remove_traps": "alphahat.traps",
+    "analyze_weights": "alphahat.weights",
 }
 
 

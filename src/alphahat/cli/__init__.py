@@ -2,9 +2,9 @@
 
 One module per command (:mod:`~alphahat.cli.analyze`, :mod:`~alphahat.cli.describe`,
 :mod:`~alphahat.cli.plot`, :mod:`~alphahat.cli.report`, :mod:`~alphahat.cli.compare`,
-:mod:`~alphahat.cli.traps`, :mod:`~alphahat.cli.zoo`), registered here; what they share
-(output, common arguments, and the analysis options as flags generated from the option table)
-is :mod:`~alphahat.cli._shared`.
+:mod:`~alphahat.cli.traps`, :mod:`~alphahat.cli.weights`, :mod:`~alphahat.cli.zoo`),
+registered here; what they share (output, common arguments, and the analysis options as flags
+generated from the option table) is :mod:`~alphahat.cli._shared`.
 
 Data goes to stdout (``--format table|csv|json``) or to ``-o FILE``; progress, notes and
 errors go to stderr. Exit codes: 0 success, 1 no layer could be analysed, 2 bad usage (bad
@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from alphahat._version import __version__
-from alphahat.cli import analyze, compare, describe, plot, report, traps, zoo
+from alphahat.cli import analyze, compare, describe, plot, report, traps, weights, zoo
 from alphahat.cli._shared import EXIT_NO_LAYERS, EXIT_OK, EXIT_USAGE
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.command("report")(report.report)
 app.command("compare")(compare.compare)
 app.command("traps")(traps.traps)
 app.command("randomize")(traps.randomize)
+app.command("weights")(weights.weights)
 app.add_typer(zoo.zoo_app())
 
 
