@@ -429,3 +429,26 @@ def test_not_implemented_options_say_so(mtcnn: dict[str, nn.Module]) -> None:
         watcher.analyze(intra=True)
     with pytest.raises(TypeError, match="unexpected keyword"):
         watcher.analyze(not_an_option=1)
+
+
+# --- base_model: W − W_base per layer (alphahat's base=) ---------------------------------
+
+
+def test_base_model_analyses_the_difference(mtcnn: dict[str, nn.Module]) -> None:
+    model = mtcnn["rnet"]
+    base = type(model)()
+    torch.manual_seed(16)
+    with torch.no_grad():  # a "fine-tuned" copy: the base plus seeded noise
+        for ours_p, base_p in zip(model.parameters(), base.parameters(), strict=True):
+            base_p.copy_(ours_p + 0.01 * torch.randn_like(ours_p))
+    reference = ww.WeightWatcher(model=model, base_model=base).analyze(svd_method="accurate")
+    for ours in (
+        WeightWatcher(model=model, base_model=base).analyze(),
+        WeightWatcher(model=model).analyze(base_model=base),
+    ):
+        assert sorted(reference["layer_id"]) == sorted(ours["layer_id"])
+        assert_default_parity(reference.set_index("layer_id"), ours.set_index("layer_id"))
+    # and the numbers are those of the difference (an independent numpy SVD)
+    diff = (model.dense4.weight - base.dense4.weight).detach().numpy().astype(np.float64)
+    row = ours.set_index("name").loc["dense4"]
+    assert close(row["lambda_max"], np.linalg.svd(diff, compute_uv=False).max() ** 2, rtol=1e-9)
