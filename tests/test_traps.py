@@ -261,3 +261,17 @@ def test_cli_randomize_and_remove(tmp_path: Path) -> None:
     np.testing.assert_array_equal(shuffled, randomize_model(path, seed=4).weights["w"])
     _cli("traps", str(path), "--remove", "mean", "--cleaned", str(tmp_path / "c.safetensors"))
     assert analyze_traps(tmp_path / "c.safetensors").summary.loc[0, "num_traps"] == 0
+
+
+def test_report_has_the_traps_section(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"w": planted().astype(np.float32)}, str(path))
+    page = tmp_path / "r.html"
+    _cli("report", str(path), "-o", str(page), "--traps", "-d", "none", "-q")
+    text = page.read_text()
+    assert '<section id="traps">' in text and 'href="#traps"' in text
+    assert text.count("trap heat map of w") == 4
+    _cli("report", str(path), "-o", str(page), "-d", "none", "-q")
+    assert '<section id="traps">' not in page.read_text()

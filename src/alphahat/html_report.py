@@ -143,6 +143,7 @@ def report_html(
     diagnostics: DiagnosticsChoice = "auto",
     max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
     dpi: float = 72,
+    traps: TrapAnalysis | None = None,
 ) -> str:
     """The self-contained HTML report of one model (see the module docstring).
 
@@ -153,6 +154,8 @@ def report_html(
         diagnostics: which layers get fit-diagnostics figures (:func:`select_diagnostic_layers`).
         max_diagnostics: the cap of ``"auto"`` (each figure adds ≈ 25 kB).
         dpi: resolution of the figures.
+        traps: :func:`alphahat.analyze_traps` of the model: adds its section
+            (:func:`traps_section`, a heat map per trap).
     """
     if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
         raise ValueError(f"max_diagnostics must be an integer ≥ 0; got {max_diagnostics!r}")
@@ -179,8 +182,14 @@ def report_html(
             ("figures", "Figures"),
             ("layers", "Layers"),
             ("diagnostics", "Diagnostics"),
+            *((("traps", "Traps"),) if traps is not None else ()),
             ("provenance", "Provenance"),
         )
+    )
+    trap_html = (
+        f'<section id="traps">{traps_section(traps, dpi=dpi)}</section>'
+        if traps is not None
+        else ""
     )
     body = f"""<header><h1>{html.escape(title)}</h1>
 <p class="muted">{len(report.details)} layers analysed · {summary.model.num_layers} fitted ·
@@ -193,6 +202,7 @@ alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)
 <p class="muted">Click a column header to sort; click a layer name for its diagnostics.</p>
 {layer_table_html(report, anchors)}</section>
 <section><h2 id="diagnostics">Fit diagnostics</h2>{diag}</section>
+{trap_html}
 <section><h2 id="provenance">Provenance</h2>{provenance_section(report)}</section>"""
     return html_page(title, body)
 

@@ -51,6 +51,14 @@ def report(
         int, typer.Option("--max-diagnostics", min=0, help="The cap of --diagnostics auto.")
     ] = 50,
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    traps: Annotated[
+        bool,
+        typer.Option(
+            "--traps",
+            help="Add the correlation-traps section (alphahat traps: a row and a heat map per "
+            "trap), with the same --seed and --layers.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
@@ -81,10 +89,13 @@ def report(
         fail(str(exc))
     except OSError as exc:
         fail(f"{model}: cannot read: {exc.strerror or exc}")
+    found = _traps(model, values) if traps else None
     if not quiet:
         note("drawing the figures…")
     try:
-        page = report_html(result, title=title, diagnostics=choice, max_diagnostics=max_diagnostics)
+        page = report_html(
+            result, title=title, diagnostics=choice, max_diagnostics=max_diagnostics, traps=found
+        )
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
     if output is None:
@@ -98,3 +109,18 @@ def report(
             note(f"wrote {output} ({len(page.encode('utf-8')) / 1e6:.2f} MB)")
     if result.summary().model.num_layers == 0:
         fail("no layer could be analysed (the report says why)", EXIT_NO_LAYERS)
+
+
+def _traps(model: str, values: dict[str, Any]) -> Any:
+    """``analyze_traps`` of the model with the report's seed, layers and planning options."""
+    from alphahat.traps import TRAP_OPTIONS, analyze_traps
+
+    if model.lower().endswith(".json"):
+        fail("--traps needs the model's weights, not a JSON report")
+    keep = {
+        k: v for k, v in values.items() if k in (*TRAP_OPTIONS, "layers", "seed", "unsafe_load")
+    }
+    try:
+        return analyze_traps(model, **keep)
+    except (AlphahatError, ValueError, OSError) as exc:
+        fail(str(exc))
