@@ -452,3 +452,43 @@ def test_base_model_analyses_the_difference(mtcnn: dict[str, nn.Module]) -> None
     diff = (model.dense4.weight - base.dense4.weight).detach().numpy().astype(np.float64)
     row = ours.set_index("name").loc["dense4"]
     assert close(row["lambda_max"], np.linalg.svd(diff, compute_uv=False).max() ** 2, rtol=1e-9)
+
+
+# --- inverse: the ESD 1/λ ----------------------------------------------------------------
+
+
+def test_inverse_matches_the_reference_on_dense_layers_and_numpy_on_conv(
+    mtcnn: dict[str, nn.Module],
+) -> None:
+    """Dense layers: the reference's columns. Conv layers: deliberate, an independent numpy.
+
+    The reference inverts the pooled ESD once per kernel position (its loop applies 1/x to the
+    running concatenation), so a conv layer's first slices come out inverted several times;
+    ours inverts each eigenvalue once. ``sv_max``: ours describes the analysed ESD,
+    √max(1/λ) = 1/σ_min; the reference reports W's largest singular value.
+    """
+    model = mtcnn["rnet"]
+    reference, ours = both(model, inverse=True)
+    dense = conv = 0
+    for layer_id, ref in reference.iterrows():
+        row = ours.loc[layer_id]
+        if int(ref["rf"]) == 1:
+            dense += 1
+            for col in (c for c in DETERMINISTIC if c != "sv_max"):
+                assert close(row[col], ref[col]), (layer_id, col)
+            weight = getattr(model, str(ref["name"])).weight.detach().numpy().astype(np.float64)
+            sv = np.linalg.svd(weight, compute_uv=False)
+            assert close(ref["sv_max"], sv.max()) and close(row["sv_max"], 1 / sv.min())
+            continue
+        conv += 1
+        weight = getattr(model, str(ref["name"])).weight.detach().numpy().astype(np.float64)
+        out_c, in_c = weight.shape[:2]
+        slices = weight.reshape(out_c, in_c, -1)
+        sv = np.concatenate(
+            [np.linalg.svd(slices[:, :, k], compute_uv=False) for k in range(slices.shape[2])]
+        )
+        evals = np.sort(1.0 / (sv / math.sqrt(2)) ** 2)  # the reference's conv scale 1/√2
+        assert close(row["lambda_max"], evals.max(), rtol=1e-9)
+        assert close(row["norm"], evals.sum(), rtol=1e-9)
+        assert not close(ref["norm"], evals.sum(), rtol=1e-3)  # the reference's repeated 1/x
+    assert (dense, conv) == (1, 3)  # dense4; conv1–3 (dense5_* have too few eigenvalues)

@@ -73,6 +73,7 @@ def analyze(
     seed: int = _A.seed,
     detX: bool = _A.detX,  # noqa: N803 (the reference tool's name)
     vectors: bool = _A.vectors,
+    inverse: bool = _A.inverse,
     pool: bool = _A.pool,
     fft: bool = _A.fft,
     fft_size: int = _A.fft_size,
@@ -106,7 +107,7 @@ def analyze(
     * the fit, with the reference tool's names: ``fit`` (PL, TPL, E_TPL), ``fix_fingers``
       (xmin_peak, clip_xmax) with ``xmin_max``, ``max_fingers``, ``finger_thresh``; ``xmax``;
       ``evals_threshold``; and ``mp_fit``, ``randomize`` (with ``seed``), ``detX``, ``vectors``
-      (the columns each adds: :mod:`alphahat.pipeline.core`);
+      (the columns each adds: :mod:`alphahat.pipeline.core`); ``inverse`` (the ESD 1/λ);
     * how eigenvalues are computed: ``backend``, ``device``;
     * what the report keeps: ``include_embeddings`` (in the summary), ``keep_eigenvalues``
       (``report.eigenvalues``), ``keep_fits`` (``report.fits``: each layer's

@@ -59,7 +59,7 @@ _DESCRIBE_ONLY = {
 _DESCRIBE_OPTIONS = ("min_evals", "max_evals", "pool", "fft", "conv_scale")
 #: Options accepted for compatibility and ignored (they only affect plots or speed).
 _IGNORED = ("plot", "savefig", "svd_method", "channels", "deltas", "sparsify", "pl_package")
-_NOT_SUPPORTED = ("intra", "stacked", "peft", "inverse", "glorot_fix")
+_NOT_SUPPORTED = ("intra", "stacked", "peft", "glorot_fix")
 _SMOOTHING_METHODS = {
     "svd": "svd",
     "detX": "detX",

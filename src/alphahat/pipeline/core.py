@@ -4,7 +4,7 @@ Pure computation: NumPy arrays in, dataclasses out; no threads, no I/O. The stag
 
 1. **Spectrum** (:mod:`alphahat.spectrum`): λ = σ² of the matrices (times the conv scale),
    pooled and sorted, by the options' backend; with ``fft`` a conv kernel's operator spectrum
-   (:mod:`alphahat.spectrum.conv_fft`).
+   (:mod:`alphahat.spectrum.conv_fft`); with ``inverse`` the inverse ESD 1/λ (:func:`inverted`).
 2. **Fit** (:func:`fit_stage`): the tail fit under the options' policy
    (:func:`alphahat.fit.esd.fit_esd`: the sample, the x_min search, TPL, vetting and
    ``num_pl_spikes``). A guarded fast spectrum (the Gram path) that does not resolve the
@@ -187,6 +187,12 @@ def _extras(
         shuffled = layer_randomized_spectrum(
             stored, matrices, scale, seed=options.seed, name=name, exact=options.backend == "svd"
         )
+        if options.inverse:
+            shuffled = replace(
+                shuffled,
+                eigenvalues=inverted(shuffled.eigenvalues),
+                replicas=tuple(inverted(r) for r in shuffled.replicas),
+            )
         shuffled_mp = fit_marchenko_pastur(shuffled.eigenvalues, N=N, M=M)
         replicas = len(shuffled.replicas)
         columns.update(randomization_columns(evals, shuffled.eigenvalues, shuffled_mp, replicas))
@@ -209,8 +215,27 @@ def _spectrum(
         from alphahat.spectrum.conv_fft import conv_operator_spectrum
 
         return conv_operator_spectrum(weight, options.fft_size, scale), []
+    if options.inverse:  # 1/λ: the small eigenvalues become the tail, so exact ones
+        exact = layer_spectrum(matrices, scale, backend="svd")
+        return replace(
+            exact, eigenvalues=inverted(exact.eigenvalues), method="svd, inverse"
+        ), matrices
     spectrum = layer_spectrum(matrices, scale, backend=options.backend, device=options.device)
     return spectrum, matrices
+
+
+def inverted(eigenvalues: FloatArray) -> FloatArray:
+    """The inverse ESD: 1/λ of the eigenvalues λ > 0, ascending (zeros left out), read-only.
+
+    The reference tool's ``inverse=True`` (weightwatcher 0.7.7) inverts every eigenvalue,
+    zeros included (giving inf); and for a layer of several matrices (conv kernel positions)
+    it inverts the pooled ESD once per matrix, so the first matrices' values are inverted
+    again and again. Here each eigenvalue is inverted once.
+    """
+    values = np.asarray(eigenvalues, dtype=np.float64)
+    out = np.sort(1.0 / values[values > 0])
+    out.setflags(write=False)
+    return out
 
 
 def analyse_layer(
@@ -274,4 +299,5 @@ __all__ = [
     "error_reason",
     "failed_row",
     "fit_stage",
+    "inverted",
 ]

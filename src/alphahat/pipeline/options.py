@@ -605,6 +605,15 @@ class AnalysisOptions:
         reference="vectors",
         group="fit",
     )
+    inverse: bool = option(
+        False,
+        Flag(),
+        "Analyse the inverse ESD 1/λ (every column then describes 1/λ; λ from the SVD, zero "
+        "eigenvalues left out).",
+        flag="--inverse",
+        reference="inverse",
+        group="fit",
+    )
     pool: bool = option(
         True,
         Flag(),
@@ -670,6 +679,13 @@ class AnalysisOptions:
                 "fft",
                 message="fft=True and pool=False exclude each other: the FFT spectrum is one ESD "
                 "of the whole conv operator, not of kernel slices",
+            )
+        if self.inverse and (self.vectors or self.fft):
+            other = "vectors" if self.vectors else "fft"
+            raise OptionError(
+                "inverse",
+                message=f"inverse=True cannot be combined with {other}=True (the inverse ESD has "
+                "no eigenvectors or operator spectrum of its own here)",
             )
         if self.fft and (self.randomize or self.vectors):
             other = "randomize" if self.randomize else "vectors"
