@@ -492,3 +492,40 @@ def test_inverse_matches_the_reference_on_dense_layers_and_numpy_on_conv(
         assert close(row["norm"], evals.sum(), rtol=1e-9)
         assert not close(ref["norm"], evals.sum(), rtol=1e-3)  # the reference's repeated 1/x
     assert (dense, conv) == (1, 3)  # dense4; conv1–3 (dense5_* have too few eigenvalues)
+
+
+# --- stacked: every layer in one matrix --------------------------------------------------
+
+
+def test_stacked_matches_the_reference_and_numpy() -> None:
+    """Deliberate: the reference keeps only the first layer's M (here 100) largest eigenvalues
+    of the stacked matrix (its layer copies the first layer's component count), so its
+    ``norm``, ``stable_rank``, ``entropy``, ``num_evals`` and ``matrix_rank`` cover those
+    only; ours uses all M of the stacked matrix. α, x_min, D and λ_max (the tail) agree."""
+    from scipy import stats as scipy_stats
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(100, 200), nn.ReLU(), nn.Linear(200, 150), nn.Linear(150, 60))
+    reference = ww.WeightWatcher(model=net).analyze(stacked=True, svd_method="accurate")
+    ours = WeightWatcher(model=net).analyze(stacked=True)
+    assert len(reference) == len(ours) == 1
+    ref, row = reference.iloc[0], ours.iloc[0]
+    assert row["name"] == ref["name"] == "Stacked Layer"
+    for col in ("alpha", "alpha_weighted", "D", "xmin", "lambda_max", "sv_max", "Q"):
+        assert close(row[col], ref[col]), col
+    assert (int(row["N"]), int(row["M"])) == (int(ref["N"]), int(ref["M"])) == (410, 200)
+    # independent numpy: (W − median W) / MAD (scipy's default: per column), padded, stacked
+    mats = [m.weight.detach().numpy().astype(np.float64) for m in (net[0], net[2], net[3])]
+    width = max(w.shape[1] for w in mats)
+    stacked = np.vstack(
+        [
+            np.pad(
+                (w - np.median(w)) / scipy_stats.median_abs_deviation(w),
+                ((0, 0), (0, width - w.shape[1])),
+            )
+            for w in mats
+        ]
+    )
+    evals = np.sort(np.linalg.svd(stacked, compute_uv=False) ** 2)
+    assert close(row["norm"], evals.sum(), rtol=1e-6) and int(row["num_evals"]) == 200
+    assert close(ref["norm"], evals[-100:].sum(), rtol=1e-5) and int(ref["num_evals"]) == 100

@@ -222,7 +222,7 @@ PLANNING_OPTIONS = (
 )  # fmt: skip
 FIT_OPTIONS = (
     "evals_threshold", "fit", "fix_fingers", "xmin_max", "max_fingers", "finger_thresh",
-    "xmax", "mp_fit", "randomize", "seed", "detX", "vectors", "inverse",
+    "xmax", "mp_fit", "randomize", "seed", "detX", "vectors", "stacked", "inverse",
 )  # fmt: skip
 SPECTRUM_OPTIONS = ("backend", "device")
 EXECUTION_OPTIONS = ("workers", "scheduler", "layer_timeout", "resume", "blas_threads")

@@ -59,7 +59,7 @@ _DESCRIBE_ONLY = {
 _DESCRIBE_OPTIONS = ("min_evals", "max_evals", "pool", "fft", "conv_scale")
 #: Options accepted for compatibility and ignored (they only affect plots or speed).
 _IGNORED = ("plot", "savefig", "svd_method", "channels", "deltas", "sparsify", "pl_package")
-_NOT_SUPPORTED = ("intra", "stacked", "peft", "glorot_fix")
+_NOT_SUPPORTED = ("intra", "peft", "glorot_fix")
 _SMOOTHING_METHODS = {
     "svd": "svd",
     "detX": "detX",
@@ -313,7 +313,8 @@ class WeightWatcher:
         tensors = [str(row["name"]).split(" [")[0] for row in records]
         for row, tensor in zip(records, tensors, strict=True):
             evals = np.asarray(report.eigenvalues.get(str(row["name"]), np.empty(0)))
-            out = self._reference_row(row, reference[tensor], evals, tolerance)
+            layer = reference.get(tensor) or _ReferenceLayer(0, tensor, tensor, "stacked")
+            out = self._reference_row(row, layer, evals, tolerance)
             if not pool:  # the reference numbers every row's slice; rf stays the kernel's
                 sliced = row.get("slice_id") is not None and not pd.isna(row["slice_id"])
                 out["slice_id"] = int(row["slice_id"]) if sliced else 0

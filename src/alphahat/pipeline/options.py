@@ -605,6 +605,15 @@ class AnalysisOptions:
         reference="vectors",
         group="fit",
     )
+    stacked: bool = option(
+        False,
+        Flag(),
+        "Stack every analysed layer's matrix, robustly standardized and zero-padded, into one "
+        "matrix and analyse it as one layer (Stacked Layer), as the reference tool does.",
+        flag="--stacked",
+        reference="stacked",
+        group="fit",
+    )
     inverse: bool = option(
         False,
         Flag(),
