@@ -37,6 +37,8 @@ RANKS = {
     "analysis": 8,
     "distances": 8,
     "smoothing": 8,
+    "traps": 8,
+    "weights": 8,
     "zoo": 8,
     "allocation": 8,  # reads reports (α tables) only; the CLI's allocate command calls it
     "monitor": 9,  # the α monitor of a model in training (uses run, pipeline; plots trends)

@@ -164,5 +164,6 @@ def test_python_dash_m_runs_the_cli_with_every_command(module):
         [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    for command in ("analyze", "describe", "plot", "report", "compare", "zoo", "allocate"):
+    for command in ("analyze", "describe", "plot", "report", "compare", "traps", "randomize",
+                    "weights", "zoo", "allocate", "trend"):  # fmt: skip
         assert command in done.stdout

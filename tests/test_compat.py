@@ -64,10 +64,10 @@ def test_unknown_and_unsupported_options(net: torch.nn.Module) -> None:
     watcher = WeightWatcher(model=net)
     with pytest.raises(TypeError, match="unexpected keyword"):
         watcher.analyze(alpha_max=3)
-    with pytest.raises(NotImplementedError, match="stacked"):
-        watcher.analyze(stacked=True)
-    with pytest.raises(NotImplementedError, match="base_model"):
-        WeightWatcher(model=net, base_model=net)
+    with pytest.raises(NotImplementedError, match="intra"):
+        watcher.analyze(intra=True)
+    with pytest.raises(NotImplementedError, match="peft"):
+        watcher.analyze(peft=True)
     with pytest.raises(ValueError, match="no model"):
         WeightWatcher().analyze()
 

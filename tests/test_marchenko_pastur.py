@@ -211,3 +211,64 @@ def test_square_matrices_use_the_normalised_quarter_circle(reference_watcher) ->
     assert abs(ref_mass - 1.0) > 1e-3  # theirs is not a density at their σ
     ours_mass = integrate.quad(lambda v: quarter_circle_density(v, fit.sigma), 0, 2 * fit.sigma)
     assert ours_mass[0] == pytest.approx(1.0, abs=1e-9)
+
+
+# --- spikes that carry most of Σλ: the bulk is fitted alone ---------------------------------
+
+
+def planted_entries(std: float, seed: int = 0) -> np.ndarray:
+    W = np.random.default_rng(seed).normal(scale=std, size=(600, 300))
+    W[0, 0] = W[5, 7] = 40.0
+    return W
+
+
+@pytest.mark.parametrize("std", [0.02, 0.01])
+def test_huge_planted_entries_fit_the_bulk_alone(std: float) -> None:
+    """Two entries of 40 carry most of ‖W‖²: the whole ESD admits no σ, its bulk is still MP."""
+    evals = esd(planted_entries(std))
+    fit = fit_marchenko_pastur(evals, N=600, M=300)
+    assert fit.fitted and fit.trimmed == 2 and fit.num_spikes == 2
+    # closed form for entries of variance s²: λ± = N s² (1 ± 1/√Q)²
+    q = 2.0
+    assert fit.bulk_max == pytest.approx(600 * std**2 * (1 + q**-0.5) ** 2, rel=0.05)
+    assert fit.bulk_min == pytest.approx(600 * std**2 * (1 - q**-0.5) ** 2, rel=0.15)
+    # reported in the whole ESD's normalisation, like the reference's columns
+    assert fit.W_scale == pytest.approx(math.sqrt(evals.size / evals.sum()), rel=1e-12)
+    assert fit.variance == pytest.approx(std**2 * 600, rel=0.05)
+    assert fit.softrank == pytest.approx(fit.bulk_max / evals.max(), rel=1e-12)
+
+
+def test_moderate_planted_entries_keep_the_reference_fit() -> None:
+    fit = fit_marchenko_pastur(esd(planted_entries(0.1)), N=600, M=300)
+    assert fit.fitted and fit.trimmed == 0 and fit.num_spikes == 2
+
+
+@pytest.mark.parametrize("Q", [1.0, 2.0, 4.0, 10.0])
+def test_mp_median_is_the_median_of_the_closed_form_density(Q: float) -> None:
+    lower, upper = (1 - Q**-0.5) ** 2, (1 + Q**-0.5) ** 2
+    median = mp_module.marchenko_pastur_median(Q)
+    below = integrate.quad(lambda x: marchenko_pastur_density(x, Q), lower, median, limit=400)[0]
+    assert below == pytest.approx(0.5, abs=1e-6)
+    assert lower < median < upper
+
+
+def test_reference_gives_up_on_the_planted_entries(reference_watcher) -> None:  # type: ignore[no-untyped-def]
+    """Deliberate: the reference reports the first σ of its grid there (every σ penalised)."""
+    evals = esd(planted_entries(0.02))
+    _, sigma_mp, *_ = reference_mp_fit(reference_watcher, evals, 600, 300)
+    x_max = evals.max() * evals.size / evals.sum()
+    assert sigma_mp == pytest.approx(0.05 * math.sqrt(x_max) / (1 + 2**-0.5), rel=1e-9)
+
+
+def test_analyze_counts_the_traps_and_a_failed_mp_fit_says_why() -> None:
+    import alphahat
+
+    report = alphahat.analyze({"w": planted_entries(0.02)}, randomize=True, mp_fit=True, seed=0)
+    row = report.details.iloc[0]
+    assert row["num_traps"] == 2 and row["num_spikes"] == 2 and row["reason"] == ""
+    assert row["rand_bulk_max"] == pytest.approx(600 * 0.02**2 * (1 + 2**-0.5) ** 2, rel=0.05)
+    W = np.random.default_rng(0).normal(size=(200, 100))
+    W[:, :60] = 0.0  # most eigenvalues 0: no bulk to fit
+    row = alphahat.analyze({"w": W}, mp_fit=True, min_evals=0).details.iloc[0]
+    assert math.isnan(row["sigma_mp"])
+    assert row["reason"].startswith("MP fit: no_admissible_sigma: ")

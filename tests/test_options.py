@@ -216,7 +216,8 @@ def test_the_cli_flags_are_generated_from_the_table() -> None:
         assert param.help == spec.help
         if spec.default is not None and not isinstance(spec.default, bool | LayerFilter):
             assert param.default == str(spec.default)
-    for command in ("describe", "plot", "report", "compare", "allocate"):
+    for command in ("describe", "plot", "report", "compare", "allocate", "traps", "randomize",
+                    "weights"):  # fmt: skip
         for name, param in _cli_options(command).items():
             if name in OPTION_TABLE:
                 assert param.help == OPTION_TABLE[name].help

@@ -14,7 +14,8 @@ are asserted as such, each with the reason ours is right:
   at σ = 1; ours fits the normalised quarter circle √(4σ² − ν²)/(πσ²) and so has the smaller
   residual to the very density estimate both fit.
 * MP fit where no σ puts the bulk edges around the ESD's peak: the reference reports the first
-  σ of its search grid (every σ scores the same penalty); ours reports NaN with a status.
+  σ of its search grid (every σ scores the same penalty); ours fits the bulk alone (the
+  eigenvalues under the MP edge of the median, ``MarchenkoPasturFit.trimmed``).
 * ``fix_fingers='clip_xmax'``: ours also tries clipping one eigenvalue, reports the number
   clipped (the reference reports that number − 1), and does not stop at α ≤ 2.
 * ``sv_min`` of a conv layer: ours is the smallest singular value of the layer; the reference
@@ -274,10 +275,14 @@ def _check_mp(reference: pd.DataFrame, ours: pd.DataFrame, model: Any) -> int:
             theirs = qc_residual(evals, float(ref["sigma_mp"]), normalised=True)
             assert ours_fit <= theirs * (1 + 1e-9)
             continue
-        if math.isnan(float(row["sigma_mp"])):  # deliberate: no admissible σ → NaN
-            lam = float(ref["lambda_max"]) * float(ref["W_scale"]) ** 2
-            grid_start = 0.05 * math.sqrt(lam) / (1 + 1 / math.sqrt(float(ref["Q"])))
-            assert close(ref["sigma_mp"], grid_start, rtol=1e-9)
+        lam = float(ref["lambda_max"]) * float(ref["W_scale"]) ** 2
+        grid_start = 0.05 * math.sqrt(lam) / (1 + 1 / math.sqrt(float(ref["Q"])))
+        if close(ref["sigma_mp"], grid_start, rtol=1e-9):  # deliberate: the bulk fitted alone
+            # no σ is admissible for the whole ESD: the reference reports its first grid σ;
+            # ours fits the bulk under the median's MP edge, which holds the median eigenvalue
+            evals = watcher.get_ESD(layer=int(layer_id))
+            assert float(row["bulk_min"]) < float(np.median(evals)) < float(row["bulk_max"])
+            assert 0 <= int(row["num_spikes"]) < evals.size / 2
             continue
         for col in ("sigma_mp", "mp_softrank", "bulk_max", "bulk_min"):
             assert close(row[col], ref[col]), (layer_id, col)
@@ -424,3 +429,103 @@ def test_not_implemented_options_say_so(mtcnn: dict[str, nn.Module]) -> None:
         watcher.analyze(intra=True)
     with pytest.raises(TypeError, match="unexpected keyword"):
         watcher.analyze(not_an_option=1)
+
+
+# --- base_model: W − W_base per layer (alphahat's base=) ---------------------------------
+
+
+def test_base_model_analyses_the_difference(mtcnn: dict[str, nn.Module]) -> None:
+    model = mtcnn["rnet"]
+    base = type(model)()
+    torch.manual_seed(16)
+    with torch.no_grad():  # a "fine-tuned" copy: the base plus seeded noise
+        for ours_p, base_p in zip(model.parameters(), base.parameters(), strict=True):
+            base_p.copy_(ours_p + 0.01 * torch.randn_like(ours_p))
+    reference = ww.WeightWatcher(model=model, base_model=base).analyze(svd_method="accurate")
+    for ours in (
+        WeightWatcher(model=model, base_model=base).analyze(),
+        WeightWatcher(model=model).analyze(base_model=base),
+    ):
+        assert sorted(reference["layer_id"]) == sorted(ours["layer_id"])
+        assert_default_parity(reference.set_index("layer_id"), ours.set_index("layer_id"))
+    # and the numbers are those of the difference (an independent numpy SVD)
+    diff = (model.dense4.weight - base.dense4.weight).detach().numpy().astype(np.float64)
+    row = ours.set_index("name").loc["dense4"]
+    assert close(row["lambda_max"], np.linalg.svd(diff, compute_uv=False).max() ** 2, rtol=1e-9)
+
+
+# --- inverse: the ESD 1/λ ----------------------------------------------------------------
+
+
+def test_inverse_matches_the_reference_on_dense_layers_and_numpy_on_conv(
+    mtcnn: dict[str, nn.Module],
+) -> None:
+    """Dense layers: the reference's columns. Conv layers: deliberate, an independent numpy.
+
+    The reference inverts the pooled ESD once per kernel position (its loop applies 1/x to the
+    running concatenation), so a conv layer's first slices come out inverted several times;
+    ours inverts each eigenvalue once. ``sv_max``: ours describes the analysed ESD,
+    √max(1/λ) = 1/σ_min; the reference reports W's largest singular value.
+    """
+    model = mtcnn["rnet"]
+    reference, ours = both(model, inverse=True)
+    dense = conv = 0
+    for layer_id, ref in reference.iterrows():
+        row = ours.loc[layer_id]
+        if int(ref["rf"]) == 1:
+            dense += 1
+            for col in (c for c in DETERMINISTIC if c != "sv_max"):
+                assert close(row[col], ref[col]), (layer_id, col)
+            weight = getattr(model, str(ref["name"])).weight.detach().numpy().astype(np.float64)
+            sv = np.linalg.svd(weight, compute_uv=False)
+            assert close(ref["sv_max"], sv.max()) and close(row["sv_max"], 1 / sv.min())
+            continue
+        conv += 1
+        weight = getattr(model, str(ref["name"])).weight.detach().numpy().astype(np.float64)
+        out_c, in_c = weight.shape[:2]
+        slices = weight.reshape(out_c, in_c, -1)
+        sv = np.concatenate(
+            [np.linalg.svd(slices[:, :, k], compute_uv=False) for k in range(slices.shape[2])]
+        )
+        evals = np.sort(1.0 / (sv / math.sqrt(2)) ** 2)  # the reference's conv scale 1/√2
+        assert close(row["lambda_max"], evals.max(), rtol=1e-9)
+        assert close(row["norm"], evals.sum(), rtol=1e-9)
+        assert not close(ref["norm"], evals.sum(), rtol=1e-3)  # the reference's repeated 1/x
+    assert (dense, conv) == (1, 3)  # dense4; conv1–3 (dense5_* have too few eigenvalues)
+
+
+# --- stacked: every layer in one matrix --------------------------------------------------
+
+
+def test_stacked_matches_the_reference_and_numpy() -> None:
+    """Deliberate: the reference keeps only the first layer's M (here 100) largest eigenvalues
+    of the stacked matrix (its layer copies the first layer's component count), so its
+    ``norm``, ``stable_rank``, ``entropy``, ``num_evals`` and ``matrix_rank`` cover those
+    only; ours uses all M of the stacked matrix. α, x_min, D and λ_max (the tail) agree."""
+    from scipy import stats as scipy_stats
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(100, 200), nn.ReLU(), nn.Linear(200, 150), nn.Linear(150, 60))
+    reference = ww.WeightWatcher(model=net).analyze(stacked=True, svd_method="accurate")
+    ours = WeightWatcher(model=net).analyze(stacked=True)
+    assert len(reference) == len(ours) == 1
+    ref, row = reference.iloc[0], ours.iloc[0]
+    assert row["name"] == ref["name"] == "Stacked Layer"
+    for col in ("alpha", "alpha_weighted", "D", "xmin", "lambda_max", "sv_max", "Q"):
+        assert close(row[col], ref[col]), col
+    assert (int(row["N"]), int(row["M"])) == (int(ref["N"]), int(ref["M"])) == (410, 200)
+    # independent numpy: (W − median W) / MAD (scipy's default: per column), padded, stacked
+    mats = [m.weight.detach().numpy().astype(np.float64) for m in (net[0], net[2], net[3])]
+    width = max(w.shape[1] for w in mats)
+    stacked = np.vstack(
+        [
+            np.pad(
+                (w - np.median(w)) / scipy_stats.median_abs_deviation(w),
+                ((0, 0), (0, width - w.shape[1])),
+            )
+            for w in mats
+        ]
+    )
+    evals = np.sort(np.linalg.svd(stacked, compute_uv=False) ** 2)
+    assert close(row["norm"], evals.sum(), rtol=1e-6) and int(row["num_evals"]) == 200
+    assert close(ref["norm"], evals[-100:].sum(), rtol=1e-5) and int(ref["num_evals"]) == 100

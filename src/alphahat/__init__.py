@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from alphahat.layers import LayerFilter
     from alphahat.pipeline import AnalysisOptions, LayerResult, analyse_layer, iter_layers
     from alphahat.report import Report, Summary, aggregate
+    from alphahat.traps import analyze_traps, randomize_model, remove_traps
+    from alphahat.weights import analyze_weights
 
 __all__ = [
     "AnalysisOptions",
@@ -34,9 +36,13 @@ __all__ = [
     "aggregate",
     "analyse_layer",
     "analyze",
+    "analyze_traps",
+    "analyze_weights",
     "describe",
     "fit_power_law",
     "iter_layers",
+    "randomize_model",
+    "remove_traps",
 ]
 
 _LAZY = {
@@ -53,6 +59,10 @@ _LAZY = {
     "Report": "alphahat.report",
     "Summary": "alphahat.report",
     "aggregate": "alphahat.report",
+    "analyze_traps": "alphahat.traps",
+    "randomize_model": "alphahat.traps",
+    "remove_traps": "alphahat.traps",
+    "analyze_weights": "alphahat.weights",
 }
 
 

@@ -13,8 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alphahat.fit.esd import FitKind, FixFingers
 from alphahat.layers import ConvScale, LayerFilter
+from alphahat.layers.stacking import STACKED_NAME, stack_matrices
 from alphahat.pipeline.core import LAYER_ERRORS
 from alphahat.pipeline.options import (
     ANALYSIS_DEFAULTS as _A,
@@ -34,7 +37,7 @@ from alphahat.pipeline.options import (
     SourceOptions,
     split_options,
 )
-from alphahat.pipeline.walk import iter_layers, plan_layers
+from alphahat.pipeline.walk import iter_layers, load_layer, plan_layers
 from alphahat.report import Report, coverage_frame
 from alphahat.run import run_analysis
 from alphahat.sources import SourceSpec, open_source
@@ -78,6 +81,8 @@ def analyze(
     seed: int = _A.seed,
     detX: bool = _A.detX,  # noqa: N803 (the reference tool's name)
     vectors: bool = _A.vectors,
+    stacked: bool = _A.stacked,
+    inverse: bool = _A.inverse,
     pool: bool = _A.pool,
     fft: bool = _A.fft,
     fft_size: int = _A.fft_size,
@@ -113,7 +118,8 @@ def analyze(
       ``evals_threshold``; ``estimator`` (``farms``: α of W's fixed-aspect-ratio
       submatrices, with ``farms_size``, ``farms_aspect_ratio``, ``farms_windows``;
       docs/farms.md); and ``mp_fit``, ``randomize`` (with ``seed``), ``detX``, ``vectors``
-      (the columns each adds: :mod:`alphahat.pipeline.core`);
+      (the columns each adds: :mod:`alphahat.pipeline.core`); ``inverse`` (the ESD 1/λ);
+      ``stacked`` (one row: every layer stacked into one matrix, :mod:`alphahat.layers.stacking`);
     * how eigenvalues are computed: ``backend``, ``device``;
     * what the report keeps: ``include_embeddings`` (in the summary), ``keep_eigenvalues``
       (``report.eigenvalues``), ``keep_fits`` (``report.fits``: each layer's
@@ -132,6 +138,8 @@ def analyze(
     if execution.scheduler is None and uses_torch(options.backend, options.device):
         check_device_available(options.device)
     base = _absolute(source_options.base)
+    if options.stacked:
+        return _stacked(model, options, execution, source_options.unsafe_load, base)
     reopen = (
         SourceSpec.of(model, unsafe_load=source_options.unsafe_load, base=base)
         if base is None or isinstance(base, str)
@@ -139,6 +147,21 @@ def analyze(
     )
     with open_source(model, unsafe_load=source_options.unsafe_load, base=base) as source:
         return run_analysis(source, options, execution=execution, reopen=reopen)
+
+
+def _stacked(
+    model: Any, options: AnalysisOptions, execution: Any, unsafe_load: bool, base: Any
+) -> Report:
+    """``stacked=True``: the planned layers' matrices stacked into one, analysed as one layer."""
+    matrices = []
+    with open_source(model, unsafe_load=unsafe_load, base=base) as source:
+        for plan in plan_layers(source, options.replace(stacked=False)):
+            if plan.status == "analyse":
+                matrices.append(np.asarray(load_layer(plan).values))
+    stacked = {STACKED_NAME: stack_matrices(matrices)}
+    single = options.replace(stacked=False, layers=None, min_evals=0, max_evals=None)
+    with open_source(stacked) as source:
+        return run_analysis(source, single, execution=execution)
 
 
 def describe(

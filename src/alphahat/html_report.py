@@ -29,6 +29,7 @@ from alphahat.report.html import (
     layer_table_html,
     provenance_section,
     select_diagnostic_layers,
+    sortable_table,
     warnings_section,
 )
 from alphahat.report.io import write_atomic
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from alphahat.report import Report
+    from alphahat.traps import TrapAnalysis
 
 #: Palette colours of a layer's thumbnails (model figures get twice as many).
 THUMBNAIL_COLORS = 32
@@ -170,6 +172,7 @@ def report_html(
     max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
     dpi: float = 72,
     training_journal: str | Path | None = None,
+    traps: TrapAnalysis | None = None,
 ) -> str:
     """The self-contained HTML report of one model (see the module docstring).
 
@@ -182,6 +185,8 @@ def report_html(
         dpi: resolution of the figures.
         training_journal: a journal of :class:`alphahat.monitor.Monitor`: adds the section
             "During training" (the model means per step and the trend figures).
+        traps: :func:`alphahat.analyze_traps` of the model: adds its section
+            (:func:`traps_section`, a heat map per trap).
     """
     if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
         raise ValueError(f"max_diagnostics must be an integer ≥ 0; got {max_diagnostics!r}")
@@ -211,6 +216,7 @@ def report_html(
             ("layers", "Layers"),
             ("diagnostics", "Diagnostics"),
             *((("training-trends", "During training"),) if training_journal else ()),
+            *((("traps", "Traps"),) if traps is not None else ()),
             ("provenance", "Provenance"),
         )
     )
@@ -219,6 +225,11 @@ def report_html(
         from alphahat.monitor.trend import trend_section
 
         training = trend_section(training_journal)
+    trap_html = (
+        f'<section id="traps">{traps_section(traps, dpi=dpi)}</section>'
+        if traps is not None
+        else ""
+    )
     body = f"""<header><h1>{html.escape(title)}</h1>
 <p class="muted">{len(report.details)} layers analysed · {summary.model.num_layers} fitted ·
 alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)))}</p>
@@ -231,6 +242,7 @@ alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)
 {layer_table_html(report, anchors)}</section>
 <section><h2 id="diagnostics">Fit diagnostics</h2>{diag}</section>
 {training}
+{trap_html}
 <section><h2 id="provenance">Provenance</h2>{provenance_section(report)}</section>"""
     return html_page(title, body)
 
@@ -242,10 +254,62 @@ def write_html_report(report: Report, path: str | Path, **options: Any) -> Path:
     return target
 
 
+# --- correlation traps (alphahat.traps) ---------------------------------------------------
+
+#: Heat maps drawn in a trap page (the largest traps first).
+MAX_TRAP_FIGURES = 40
+_TRAP_TABLE = (
+    "layer_id", "name", "replica", "matrix", "mode", "lambda", "spike_edge", "edge_ratio",
+    "top5_mass", "top10_mass", "ipr_u", "ipr_v", "rows", "columns",
+)  # fmt: skip
+
+
+def traps_section(analysis: TrapAnalysis, *, dpi: float = 72) -> str:
+    """The correlation-traps section: summary, layer table, trap table, one heat map per trap."""
+    from alphahat.plot import figure_data_uri
+    from alphahat.plot.traps import trap_heatmap_plot
+
+    summary = analysis.summary.iloc[0]
+    fingerprint = html.escape(str(summary["fingerprint"]))
+    head = (
+        f"<h2>Correlation traps</h2><p>{int(summary['num_traps'])} traps in "
+        f"{int(summary['layers_with_traps'])} of {int(summary['layers'])} layers (seed "
+        f"{int(summary['seed'])}, shuffle fingerprint <code>{fingerprint}</code>). "
+        "A trap is a singular mode of the element-shuffled W above the MP bulk edge plus the "
+        "Tracy–Widom margin; its piece σ·u·vᵀ is shown un-shuffled, where it sits in W.</p>"
+    )
+    layers = sortable_table(analysis.layers, table_id="trap-layers", caption="Layers")
+    traps = analysis.traps.copy()
+    for column in ("rows", "columns"):
+        traps[column] = [", ".join(map(str, v)) for v in traps[column]]
+    table = sortable_table(traps, _TRAP_TABLE, table_id="traps", caption="Traps")
+    order = sorted(range(len(analysis.found)), key=lambda i: -analysis.found[i].mode.eigenvalue)
+    figures = []
+    for i in order[:MAX_TRAP_FIGURES]:
+        trap = analysis.found[i]
+        ax = trap_heatmap_plot(trap)
+        uri = figure_data_uri(ax.figure, dpi=dpi, colors=THUMBNAIL_COLORS * 2)  # type: ignore[arg-type]
+        figures.append(figure_html(uri, f"trap heat map of {trap.name}", f"{trap.name}"))
+    more = ""
+    if len(order) > MAX_TRAP_FIGURES:
+        more = f"<p class='note'>Heat maps of the {MAX_TRAP_FIGURES} largest traps.</p>"
+    return head + layers + table + more + '<div class="figures">' + "".join(figures) + "</div>"
+
+
+def write_traps_html(analysis: TrapAnalysis, path: str | Path, *, title: str = "") -> Path:
+    """Write a self-contained page with :func:`traps_section` (atomically)."""
+    title = title or "Correlation traps"
+    page = html_page(title, f"<h1>{html.escape(title)}</h1>" + traps_section(analysis))
+    write_atomic(Path(path), page)
+    return Path(path)
+
+
 __all__ = [
     "THUMBNAIL_COLORS",
     "blocks_section",
     "layer_figures",
     "report_html",
+    "traps_section",
     "write_html_report",
+    "write_traps_html",
 ]

@@ -2,8 +2,8 @@
 
 One module per command (:mod:`~alphahat.cli.analyze`, :mod:`~alphahat.cli.describe`,
 :mod:`~alphahat.cli.plot`, :mod:`~alphahat.cli.report`, :mod:`~alphahat.cli.compare`,
-:mod:`~alphahat.cli.trend`, :mod:`~alphahat.cli.zoo`, :mod:`~alphahat.cli.allocate`),
-registered here; what they share
+:mod:`~alphahat.cli.trend`, :mod:`~alphahat.cli.traps`, :mod:`~alphahat.cli.weights`,
+:mod:`~alphahat.cli.zoo`, :mod:`~alphahat.cli.allocate`), registered here; what they share
 (output, common arguments, and the analysis options as flags generated from the option table)
 is :mod:`~alphahat.cli._shared`.
 
@@ -23,7 +23,18 @@ from typing import Annotated
 import typer
 
 from alphahat._version import __version__
-from alphahat.cli import allocate, analyze, compare, describe, plot, report, trend, zoo
+from alphahat.cli import (
+    allocate,
+    analyze,
+    compare,
+    describe,
+    plot,
+    report,
+    traps,
+    trend,
+    weights,
+    zoo,
+)
 from alphahat.cli._shared import EXIT_NO_LAYERS, EXIT_OK, EXIT_USAGE, Command
 
 app = typer.Typer(
@@ -41,6 +52,9 @@ app.command("report", cls=Command)(report.report)
 app.command("compare", cls=Command)(compare.compare)
 app.command("allocate", cls=Command)(allocate.allocate)
 app.command("trend", cls=Command)(trend.trend)
+app.command("traps", cls=Command)(traps.traps)
+app.command("randomize", cls=Command)(traps.randomize)
+app.command("weights", cls=Command)(weights.weights)
 app.add_typer(zoo.zoo_app())
 
 

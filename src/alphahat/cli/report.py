@@ -64,6 +64,14 @@ def report(
             help="Add the section 'During training' from an alphahat.monitor journal.",
         ),
     ] = None,
+    traps: Annotated[
+        bool,
+        typer.Option(
+            "--traps",
+            help="Add the correlation-traps section (alphahat traps: a row and a heat map per "
+            "trap), with the same --seed and --layers.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
@@ -97,6 +105,7 @@ def report(
         fail(str(exc))
     except OSError as exc:
         fail(f"{model}: cannot read: {exc.strerror or exc}")
+    found = _traps(model, values) if traps else None
     if not quiet:
         note("drawing the figures…")
     try:
@@ -106,6 +115,7 @@ def report(
             diagnostics=choice,
             max_diagnostics=cap,
             training_journal=training_journal,
+            traps=found,
         )
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
@@ -120,3 +130,18 @@ def report(
             note(f"wrote {output} ({len(page.encode('utf-8')) / 1e6:.2f} MB)")
     if result.summary().model.num_layers == 0:
         fail("no layer could be analysed (the report says why)", EXIT_NO_LAYERS)
+
+
+def _traps(model: str, values: dict[str, Any]) -> Any:
+    """``analyze_traps`` of the model with the report's seed, layers and planning options."""
+    from alphahat.traps import TRAP_OPTIONS, analyze_traps
+
+    if model.lower().endswith(".json"):
+        fail("--traps needs the model's weights, not a JSON report")
+    keep = {
+        k: v for k, v in values.items() if k in (*TRAP_OPTIONS, "layers", "seed", "unsafe_load")
+    }
+    try:
+        return analyze_traps(model, **keep)
+    except (AlphahatError, ValueError, OSError) as exc:
+        fail(str(exc))

@@ -59,7 +59,7 @@ _DESCRIBE_ONLY = {
 _DESCRIBE_OPTIONS = ("min_evals", "max_evals", "pool", "fft", "conv_scale")
 #: Options accepted for compatibility and ignored (they only affect plots or speed).
 _IGNORED = ("plot", "savefig", "svd_method", "channels", "deltas", "sparsify", "pl_package")
-_NOT_SUPPORTED = ("intra", "stacked", "peft", "inverse", "base_model", "glorot_fix")
+_NOT_SUPPORTED = ("intra", "peft", "glorot_fix")
 _SMOOTHING_METHODS = {
     "svd": "svd",
     "detX": "detX",
@@ -179,12 +179,9 @@ class WeightWatcher:
         base_model: Any = None,
         log_level: Any = None,
     ) -> None:
-        if base_model is not None:
-            raise NotImplementedError(
-                "base_model (analysing W − W_base) is not supported by alphahat.compat; "
-                "analyse the difference of the two state dicts instead"
-            )
         self.model = model
+        #: W − W_base is analysed (alphahat's ``analyze(base=…)``: tensors matched by name).
+        self.base_model = base_model
         self.framework = framework
         self.details: pd.DataFrame | None = None
 
@@ -273,12 +270,15 @@ class WeightWatcher:
         Keywords are the reference tool's (weightwatcher 0.7.7), with its defaults: those of
         alphahat's options are mapped through the option table (``OptionSpec.reference``);
         ``min_size``, ``max_size``, ``max_N``, ``ww2x``, ``conv2d_fft``, ``ERG``, ``tolerance``
-        and ``start_ids`` are applied here. Extra: ``seed`` (the reference tool's
-        ``randomize`` is unseeded). Plot options are accepted and ignored; see
+        and ``start_ids`` are applied here; ``base_model`` (here or in the constructor)
+        analyses W − W_base per layer (alphahat's ``base=``). Extra: ``seed`` (the reference
+        tool's ``randomize`` is unseeded). Plot options are accepted and ignored; see
         docs/coming-from-weightwatcher.md for every option.
         """
         from alphahat.analysis import analyze
 
+        base = options.pop("base_model", None)
+        base = base if base is not None else self.base_model
         values = self._reference_options(options, _ANALYZE_ONLY)
         self._check_ignored(options)
         model = self._model(model)
@@ -306,14 +306,15 @@ class WeightWatcher:
             self.details = pd.DataFrame(columns=["layer_id", "name"])
             return self.details
         report = analyze(
-            model, layers=names, min_evals=0, keep_eigenvalues=True, pool=pool, **values
+            model, layers=names, min_evals=0, keep_eigenvalues=True, pool=pool, base=base, **values
         )
         rows = []
         records: list[dict[str, Any]] = report.details.to_dict("records")  # type: ignore[assignment]
         tensors = [str(row["name"]).split(" [")[0] for row in records]
         for row, tensor in zip(records, tensors, strict=True):
             evals = np.asarray(report.eigenvalues.get(str(row["name"]), np.empty(0)))
-            out = self._reference_row(row, reference[tensor], evals, tolerance)
+            layer = reference.get(tensor) or _ReferenceLayer(0, tensor, tensor, "stacked")
+            out = self._reference_row(row, layer, evals, tolerance)
             if not pool:  # the reference numbers every row's slice; rf stays the kernel's
                 sliced = row.get("slice_id") is not None and not pd.isna(row["slice_id"])
                 out["slice_id"] = int(row["slice_id"]) if sliced else 0
@@ -607,7 +608,7 @@ def _reference_signature(
 
 
 WeightWatcher.analyze.__signature__ = _reference_signature(  # type: ignore[attr-defined]
-    WeightWatcher.analyze, _ANALYZE_ONLY
+    WeightWatcher.analyze, {**_ANALYZE_ONLY, "base_model": None}
 )
 WeightWatcher.describe.__signature__ = _reference_signature(  # type: ignore[attr-defined]
     WeightWatcher.describe, _DESCRIBE_ONLY, _DESCRIBE_OPTIONS

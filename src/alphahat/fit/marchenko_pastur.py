@@ -27,12 +27,19 @@ The fit (the reference tool's objective, weightwatcher 0.7.7 ``mp_fit``, compute
 The reference tool refits the same density estimate at every grid point and, for Q = 1, uses
 √(4 − ν²)/(πσ²), which is a normalised density only at σ = 1; here the estimate is made once
 and the quarter circle is the normalised one. For Q ≠ 1 both give the same σ.
+
+Where the fit of the whole ESD has no admissible σ — a few spikes carry most of Σλ, so the
+mean-1 normalisation squeezes the bulk below the KDE bandwidth (the reference tool then reports
+the first σ of its grid) — the bulk is fitted alone: found from the median eigenvalue, which a
+minority of spikes barely moves, and fitted by steps 1–5 with the spikes left out
+(``trimmed`` > 0; :func:`_fit_bulk`). The bulk is still Marchenko–Pastur; the spikes are what
+is counted.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -82,6 +89,8 @@ class MarchenkoPasturFit:
         residual: the minimised sum of squares.
         n: number of eigenvalues.
         status, reason: :class:`MPFitStatus` and why the fit failed (empty when fitted).
+        trimmed: 0 for the fit of the whole ESD (the reference tool's); where that had no
+            admissible σ, the number of top eigenvalues left out of the fit of the bulk.
     """
 
     sigma: float
@@ -100,6 +109,7 @@ class MarchenkoPasturFit:
     n: int
     status: MPFitStatus
     reason: str = ""
+    trimmed: int = 0
 
     @property
     def fitted(self) -> bool:
@@ -199,6 +209,10 @@ def fit_marchenko_pastur(
 ) -> MarchenkoPasturFit:
     """Fit the Marchenko–Pastur law to the bulk of an ESD (see the module docstring).
 
+    The reference tool's fit of the whole ESD first; where no σ is admissible there (a few
+    spikes so large that the mean-1 normalisation squeezes the bulk under the bandwidth),
+    the fit of the bulk alone (:func:`_fit_bulk`, ``trimmed`` > 0).
+
     Args:
         eigenvalues: the ESD, λ ≥ 0 (any order, any positive scale; pooled conv slices too).
         N, M: shape of each matrix, N ≥ M ≥ 1 (Q = N/M; M sets the Tracy–Widom margin).
@@ -230,24 +244,47 @@ def fit_marchenko_pastur(
     if bad.any():
         reason = f"{int(bad.sum())} of {n} eigenvalues are negative or not finite"
         return _failed(MPFitStatus.INVALID_VALUES, reason, n, N, M)
-    lambda_max = float(evals[-1])
     if evals[0] == evals[-1]:
-        return _failed(MPFitStatus.CONSTANT, "all eigenvalues are equal", n, N, M, lambda_max)
-    Q = N / M
+        return _failed(MPFitStatus.CONSTANT, "all eigenvalues are equal", n, N, M, float(evals[-1]))
+    settings = _Settings(bandwidth, grid_points, density_floor)
+    fit = _fit_normalised(evals, evals, N, M, settings)
+    if fit.status is MPFitStatus.NO_ADMISSIBLE_SIGMA:
+        return _fit_bulk(evals, N, M, settings, fit)
+    return fit
+
+
+@dataclass(frozen=True)
+class _Settings:
+    bandwidth: float
+    grid_points: int
+    density_floor: float
+
+
+def _fit_normalised(
+    evals: FloatArray, fitted: FloatArray, N: int, M: int, settings: _Settings
+) -> MarchenkoPasturFit:
+    """Steps 1–5 on ``fitted`` (sorted, not constant): its spikes counted among ``evals``.
+
+    ``fitted`` is ``evals`` for the reference tool's fit, the bulk alone for :func:`_fit_bulk`;
+    W_scale normalises ``fitted`` to mean 1, and the Tracy–Widom margin is taken in those units.
+    """
+    n, Q = int(fitted.size), N / M
+    lambda_max = float(evals[-1])
     # step 1, in the reference's order of operations
-    w_scale = math.sqrt(n) / math.sqrt(float(np.sum(evals)))
-    x = (w_scale * w_scale) * evals
+    w_scale = math.sqrt(n) / math.sqrt(float(np.sum(fitted)))
+    x = (w_scale * w_scale) * fitted
     x_max = float(np.max(x))
     quarter_circle = Q == 1.0
     sample = np.sqrt(x) if quarter_circle else x
     # step 2: one density estimate
-    grid = np.linspace(0.0, float(np.max(sample)) + 0.5, grid_points)
-    estimate = linear_kernel_density(sample, grid, bandwidth)
-    keep = estimate > density_floor
+    grid = np.linspace(0.0, float(np.max(sample)) + 0.5, settings.grid_points)
+    estimate = linear_kernel_density(sample, grid, settings.bandwidth)
+    keep = estimate > settings.density_floor
     xs, ys = grid[keep], estimate[keep]
+    n_all = int(evals.size)
     if xs.size == 0:
-        reason = f"the density estimate is ≤ {density_floor} everywhere"
-        return _failed(MPFitStatus.NO_ADMISSIBLE_SIGMA, reason, n, N, M, lambda_max, w_scale)
+        reason = f"the density estimate is ≤ {settings.density_floor} everywhere"
+        return _failed(MPFitStatus.NO_ADMISSIBLE_SIGMA, reason, n_all, N, M, lambda_max, w_scale)
     peak = float(xs[int(np.argmax(ys))])
     support_end = float(xs[-1])
     inv_sqrt_q = 1.0 / math.sqrt(Q)
@@ -272,7 +309,7 @@ def fit_marchenko_pastur(
     best = int(np.argmin(values))
     if not quarter_circle and values[best] >= _PENALTY * _PENALTY * xs.size:
         reason = "no σ puts the MP bulk edges around the peak of the ESD"
-        return _failed(MPFitStatus.NO_ADMISSIBLE_SIGMA, reason, n, N, M, lambda_max, w_scale)
+        return _failed(MPFitStatus.NO_ADMISSIBLE_SIGMA, reason, n_all, N, M, lambda_max, w_scale)
     from scipy.optimize import fmin  # scipy.optimize is slow to import; only when fitting
 
     polished = fmin(objective, np.array([sigmas[best]]), full_output=True, disp=False)
@@ -293,13 +330,70 @@ def fit_marchenko_pastur(
         bulk_min=lower / scale2,
         bulk_max=upper / scale2,
         spike_edge=edge / scale2,
-        num_spikes=int(np.count_nonzero(x > edge)),
-        softrank=upper / x_max,
+        num_spikes=int(np.count_nonzero(scale2 * evals > edge)),
+        softrank=upper / (scale2 * lambda_max),
         lambda_max=lambda_max,
         law="QC" if quarter_circle else "MP",
         residual=residual,
-        n=n,
+        n=n_all,
         status=MPFitStatus.FITTED,
+    )
+
+
+def marchenko_pastur_median(Q: float) -> float:
+    """The median of the MP law with aspect ratio Q ≥ 1 and σ = 1 (numerically, to ~1e-9).
+
+    With x = x₋ + (x₊ − x₋)(1 − cos θ)/2 the density times dx is
+    ((x₊ − x₋)/2)² sin²θ / (2π x y) dθ (y = 1/Q), smooth on [0, π] (also at x₋ = 0 for Q = 1);
+    its cumulative trapezoid sum is inverted by linear interpolation.
+    """
+    y = 1.0 / Q
+    lower, upper = (1.0 - math.sqrt(y)) ** 2, (1.0 + math.sqrt(y)) ** 2
+    theta = np.linspace(0.0, math.pi, 20001)
+    x = lower + (upper - lower) * (1.0 - np.cos(theta)) / 2.0
+    half = (upper - lower) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(x > 0, half * half * np.sin(theta) ** 2 / (2.0 * math.pi * x * y), 0.0)
+    if lower == 0.0:  # the limit at θ = 0: sin²θ / x → 4 / x₊
+        f[0] = half * half * 4.0 / upper / (2.0 * math.pi * y)
+    cdf = np.concatenate(([0.0], np.cumsum((f[1:] + f[:-1]) * np.diff(theta) / 2.0)))
+    return float(np.interp(0.5 * cdf[-1], cdf, x))
+
+
+def _fit_bulk(
+    evals: FloatArray, N: int, M: int, settings: _Settings, whole: MarchenkoPasturFit
+) -> MarchenkoPasturFit:
+    """The MP fit of the bulk alone, where the fit of the whole ESD has no admissible σ.
+
+    A few very large eigenvalues (planted entries, correlation traps) can carry most of Σλ:
+    normalised to mean 1, the bulk then lies below the KDE bandwidth and no σ is admissible.
+    The bulk is found from the median, which spikes barely move (robust while they are fewer
+    than half the eigenvalues): σ̂² = median(λ) / median(MP(Q, 1)); the eigenvalues above
+    σ̂²(1 + 1/√Q)² plus the Tracy–Widom margin (in units of σ̂²) are left out, and steps 1–5
+    are made on the rest (so W_scale normalises the bulk to mean 1 and the margin is in those
+    units). The fit is reported as the whole ESD's would be: ``W_scale`` and ``sigma`` in the
+    whole ESD's normalisation (σ = √variance · W_scale), the edges in the units of λ, the
+    spikes counted among all the eigenvalues, and ``trimmed`` = the eigenvalues left out.
+    """
+    Q = N / M
+    sigma2 = float(np.median(evals)) / marchenko_pastur_median(Q)
+    if not sigma2 > 0:
+        reason = f"{whole.reason}; the median eigenvalue is 0, so no bulk can be found"
+        return replace(whole, reason=reason)
+    upper = (1.0 + 1.0 / math.sqrt(Q)) ** 2
+    edge = upper + math.sqrt(upper ** (2.0 / 3.0) * M ** (-2.0 / 3.0) / math.sqrt(Q))
+    bulk = evals[evals <= edge * sigma2]
+    if bulk.size < 2 or bulk[0] == bulk[-1]:
+        reason = f"{whole.reason}; the bulk under the median's MP edge has {bulk.size} values"
+        return replace(whole, reason=reason)
+    fit = _fit_normalised(evals, bulk, N, M, settings)
+    if not fit.fitted:
+        return replace(whole, reason=f"{whole.reason}; the bulk alone: {fit.reason}")
+    return replace(
+        fit,
+        sigma=math.sqrt(fit.variance) * whole.W_scale,
+        W_scale=whole.W_scale,
+        trimmed=int(evals.size - bulk.size),
     )
 
 
@@ -309,5 +403,6 @@ __all__ = [
     "fit_marchenko_pastur",
     "linear_kernel_density",
     "marchenko_pastur_density",
+    "marchenko_pastur_median",
     "quarter_circle_density",
 ]

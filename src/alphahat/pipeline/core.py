@@ -4,7 +4,7 @@ Pure computation: NumPy arrays in, dataclasses out; no threads, no I/O. The stag
 
 1. **Spectrum** (:mod:`alphahat.spectrum`): λ = σ² of the matrices (times the conv scale),
    pooled and sorted, by the options' backend; with ``fft`` a conv kernel's operator spectrum
-   (:mod:`alphahat.spectrum.conv_fft`).
+   (:mod:`alphahat.spectrum.conv_fft`); with ``inverse`` the inverse ESD 1/λ (:func:`inverted`).
    With ``estimator="farms"`` the fitted ESD is instead the pooled spectrum of W's
    fixed-aspect-ratio submatrices (:mod:`alphahat.spectrum.farms`; :func:`farms_stage`),
    and the spectrum of W itself gives the norm columns.
@@ -108,7 +108,7 @@ class LayerResult:
 
     @property
     def reason(self) -> str:
-        """Why the layer failed (empty when fitted)."""
+        """Why the layer failed, or why an MP fit asked for has no numbers (else empty)."""
         return str(self.row["reason"])
 
 
@@ -190,6 +190,19 @@ class _Extras:
     randomized: RandomizedSpectrum | None = None
     randomized_mp_fit: MarchenkoPasturFit | None = None
 
+    @property
+    def notes(self) -> str:
+        """Why an MP fit that was asked for has no numbers (for the row's ``reason``)."""
+        failed = [
+            f"{what}: {fit.status}: {fit.reason}"
+            for what, fit in (
+                ("MP fit", self.mp_fit),
+                ("MP fit of the shuffled ESD", self.randomized_mp_fit),
+            )
+            if fit is not None and not fit.fitted
+        ]
+        return "; ".join(failed)
+
 
 def _extras(
     spectrum: LayerSpectrum,
@@ -212,6 +225,12 @@ def _extras(
         shuffled = layer_randomized_spectrum(
             stored, matrices, scale, seed=options.seed, name=name, exact=options.backend == "svd"
         )
+        if options.inverse:
+            shuffled = replace(
+                shuffled,
+                eigenvalues=inverted(shuffled.eigenvalues),
+                replicas=tuple(inverted(r) for r in shuffled.replicas),
+            )
         shuffled_mp = fit_marchenko_pastur(shuffled.eigenvalues, N=N, M=M)
         replicas = len(shuffled.replicas)
         columns.update(randomization_columns(evals, shuffled.eigenvalues, shuffled_mp, replicas))
@@ -234,8 +253,27 @@ def _spectrum(
         from alphahat.spectrum.conv_fft import conv_operator_spectrum
 
         return conv_operator_spectrum(weight, options.fft_size, scale), []
+    if options.inverse:  # 1/λ: the small eigenvalues become the tail, so exact ones
+        exact = layer_spectrum(matrices, scale, backend="svd")
+        return replace(
+            exact, eigenvalues=inverted(exact.eigenvalues), method="svd, inverse"
+        ), matrices
     spectrum = layer_spectrum(matrices, scale, backend=options.backend, device=options.device)
     return spectrum, matrices
+
+
+def inverted(eigenvalues: FloatArray) -> FloatArray:
+    """The inverse ESD: 1/λ of the eigenvalues λ > 0, ascending (zeros left out), read-only.
+
+    The reference tool's ``inverse=True`` (weightwatcher 0.7.7) inverts every eigenvalue,
+    zeros included (giving inf); and for a layer of several matrices (conv kernel positions)
+    it inverts the pooled ESD once per matrix, so the first matrices' values are inverted
+    again and again. Here each eigenvalue is inverted once.
+    """
+    values = np.asarray(eigenvalues, dtype=np.float64)
+    out = np.sort(1.0 / values[values > 0])
+    out.setflags(write=False)
+    return out
 
 
 def analyse_layer(
@@ -282,9 +320,10 @@ def analyse_layer(
     extras = _extras(spectrum, fit, used, stored, scale, name, options)
     row.update(extras.columns)
     if fit.fitted:
-        row["status"], row["reason"] = "fitted", ""
+        row["status"], row["reason"] = "fitted", extras.notes
     else:
-        row["status"], row["reason"] = "failed", f"power-law fit: {fit.status}: {fit.reason}"
+        reason = f"power-law fit: {fit.status}: {fit.reason}"
+        row["status"], row["reason"] = "failed", "; ".join(filter(None, (reason, extras.notes)))
     return LayerResult(
         spectrum, fit, row, extras.mp_fit, extras.randomized, extras.randomized_mp_fit, own
     )
@@ -306,4 +345,5 @@ __all__ = [
     "failed_row",
     "farms_stage",
     "fit_stage",
+    "inverted",
 ]

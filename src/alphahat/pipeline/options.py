@@ -662,6 +662,24 @@ class AnalysisOptions:
         reference="vectors",
         group="fit",
     )
+    stacked: bool = option(
+        False,
+        Flag(),
+        "Stack every analysed layer's matrix, robustly standardized and zero-padded, into one "
+        "matrix and analyse it as one layer (Stacked Layer), as the reference tool does.",
+        flag="--stacked",
+        reference="stacked",
+        group="fit",
+    )
+    inverse: bool = option(
+        False,
+        Flag(),
+        "Analyse the inverse ESD 1/λ (every column then describes 1/λ; λ from the SVD, zero "
+        "eigenvalues left out).",
+        flag="--inverse",
+        reference="inverse",
+        group="fit",
+    )
     pool: bool = option(
         True,
         Flag(),
@@ -728,6 +746,13 @@ class AnalysisOptions:
                 message="fft=True and pool=False exclude each other: the FFT spectrum is one ESD "
                 "of the whole conv operator, not of kernel slices",
             )
+        if self.inverse and (self.vectors or self.fft):
+            other = "vectors" if self.vectors else "fft"
+            raise OptionError(
+                "inverse",
+                message=f"inverse=True cannot be combined with {other}=True (the inverse ESD has "
+                "no eigenvectors or operator spectrum of its own here)",
+            )
         if self.fft and (self.randomize or self.vectors):
             other = "randomize" if self.randomize else "vectors"
             raise OptionError(
@@ -737,7 +762,9 @@ class AnalysisOptions:
             )
         if self.estimator == "farms":
             others = [
-                n for n in ("mp_fit", "randomize", "detX", "vectors", "fft") if getattr(self, n)
+                n
+                for n in ("mp_fit", "randomize", "detX", "vectors", "fft", "inverse")
+                if getattr(self, n)
             ]
             if others:
                 raise OptionError(

@@ -143,9 +143,44 @@ def layer_randomized_spectrum(
     )
 
 
+def layer_permutations(
+    index_matrices: Sequence[npt.NDArray[np.integer]],
+    size: int,
+    *,
+    seed: int,
+    name: str,
+    replicas: int | None = None,
+) -> tuple[npt.NDArray[np.int64], ...]:
+    """The shuffles of :func:`layer_randomized_spectrum` as permutations of the stored tensor.
+
+    ``index_matrices`` are the matrices that function shuffles, built from
+    ``np.arange(size).reshape(stored shape)`` instead of the values (the weight itself for a
+    2-D weight, its N × M kernel matrices for a conv weight). ``RandomState.shuffle`` draws
+    the same swaps whatever the array holds, so for each replica the permutation G of the
+    flat stored tensor gives the shuffled tensor ``stored.reshape(-1)[G]``, whose matrices
+    are exactly the shuffled matrices of the analysis (same seed, same order of draws).
+    ``replicas`` defaults to :func:`default_replicas` of the layer's eigenvalue count.
+    """
+    if replicas is None:
+        replicas = default_replicas(sum(min(m.shape) for m in index_matrices))
+    rng = np.random.RandomState(layer_seed(seed, name))
+    out = []
+    for _ in range(replicas):
+        permutation = np.arange(size, dtype=np.int64)
+        for matrix in index_matrices:
+            positions = np.asarray(matrix, dtype=np.int64).reshape(-1)
+            drawn = positions.copy()
+            rng.shuffle(drawn)
+            permutation[positions] = drawn
+        permutation.setflags(write=False)
+        out.append(permutation)
+    return tuple(out)
+
+
 __all__ = [
     "RandomizedSpectrum",
     "default_replicas",
+    "layer_permutations",
     "layer_randomized_spectrum",
     "layer_seed",
     "randomized_spectrum",
