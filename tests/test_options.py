@@ -186,7 +186,11 @@ def test_recorded_options_are_the_reports_options() -> None:
     recorded = [s.name for s in option_specs(AnalysisOptions) if s.recorded]
     in_use = [s.name for s in option_specs(AnalysisOptions) if s.recorded and not s.recorded_if]
     assert list(AnalysisOptions().as_dict()) == in_use  # the FARMS options only with FARMS
-    assert list(AnalysisOptions(estimator="farms").as_dict()) == recorded
+    farms = list(AnalysisOptions(estimator="farms").as_dict())
+    intra = list(AnalysisOptions(intra=True).as_dict())
+    assert set(intra) - set(in_use) == {"intra", "sparsify"}  # recorded only with intra
+    assert [n for n in recorded if n in farms or n in intra] == recorded
+    assert farms == [n for n in recorded if n not in ("intra", "sparsify")]
     assert "keep_fits" not in recorded  # it changes what a Report holds, never a number
     key = AnalysisOptions().rows_key()
     assert "include_embeddings" not in key and "keep_eigenvalues" not in key

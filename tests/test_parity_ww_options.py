@@ -529,3 +529,107 @@ def test_stacked_matches_the_reference_and_numpy() -> None:
     evals = np.sort(np.linalg.svd(stacked, compute_uv=False) ** 2)
     assert close(row["norm"], evals.sum(), rtol=1e-6) and int(row["num_evals"]) == 200
     assert close(ref["norm"], evals[-100:].sum(), rtol=1e-5) and int(ref["num_evals"]) == 100
+
+
+# --- intra: cross matrices of consecutive layers ----------------------------------------
+
+
+def _mlp_with_a_square_layer() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(60, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(), nn.Linear(100, 80),
+        nn.ReLU(), nn.Linear(80, 30),
+    )  # fmt: skip
+
+
+def test_intra_without_sparsify_matches_the_reference() -> None:
+    """Every deterministic column, the pair names and ids; the ESD is σ(X), not σ²."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(60, 100), nn.ReLU(), nn.Linear(100, 80), nn.ReLU(), nn.Linear(80, 30)
+    )
+    reference = ww.WeightWatcher(model=net).analyze(
+        intra=True, sparsify=False, svd_method="accurate"
+    )
+    ours = WeightWatcher(model=net).analyze(intra=True, sparsify=False)
+    assert list(ours["name"]) == list(reference["name"]) == ["1 X 3 ", "3 X 5 "]
+    assert list(ours["layer_id"]) == list(reference["layer_id"]) == [3, 5]
+    assert list(ours["longname"]) == list(reference["longname"])
+    assert ours["Xflag"].all() and reference["Xflag"].all()
+    for (_, ref), (_, row) in zip(reference.iterrows(), ours.iterrows(), strict=True):
+        for col in (*DETERMINISTIC, "sv_min"):
+            assert close(row[col], ref[col], rtol=1e-5), (row["name"], col)
+        for col in EXACT:
+            assert int(row[col]) == int(ref[col]), (row["name"], col)
+    # independent numpy: X = (W₁W₀)ᵀ/(‖W₀‖_F‖W₁‖_F), ESD = σ(X)
+    w0, w1 = (net[i].weight.detach().numpy().astype(np.float64) for i in (0, 2))
+    sigma = np.linalg.svd(w0.T @ w1.T / (np.linalg.norm(w0) * np.linalg.norm(w1)), compute_uv=False)
+    assert close(ours.iloc[0]["lambda_max"], sigma.max(), rtol=1e-10)
+    assert close(ours.iloc[0]["norm"], sigma.sum(), rtol=1e-10)
+
+
+def test_intra_with_a_square_layer_is_the_composed_map() -> None:
+    """Deliberate: where either layer of a chained pair is square the reference's shape rule
+    aligns the wrong sides (W₀ᵀ·W₁ or W₀·W₁ᵀ); ours is the composed map (W₁·W₀)ᵀ (numpy)."""
+    net = _mlp_with_a_square_layer()
+    reference = ww.WeightWatcher(model=net).analyze(
+        intra=True, sparsify=False, svd_method="accurate"
+    )
+    ours = WeightWatcher(model=net).analyze(intra=True, sparsify=False)
+    mats = [net[i].weight.detach().numpy().astype(np.float64) for i in (0, 2, 4, 6)]
+    theirs = [(mats[0].T, mats[1]), (mats[1], mats[2].T), (mats[2].T, mats[3].T)]
+    for k, (w0, w1) in enumerate(zip(mats, mats[1:], strict=False)):
+        norms = np.linalg.norm(w0) * np.linalg.norm(w1)
+        composed = np.linalg.svd(w0.T @ w1.T / norms, compute_uv=False)
+        assert close(ours.iloc[k]["lambda_max"], composed.max(), rtol=1e-10)
+        assert close(ours.iloc[k]["norm"], composed.sum(), rtol=1e-10)
+        a, b = theirs[k]
+        aligned = np.linalg.svd(a @ b / norms, compute_uv=False)
+        assert close(reference.iloc[k]["lambda_max"], aligned.max(), rtol=1e-6)  # its X: float32
+        assert close(reference.iloc[k]["norm"], aligned.sum(), rtol=1e-6)
+    assert close(ours.iloc[2]["alpha"], reference.iloc[2]["alpha"])  # no square layer
+
+
+def test_the_reference_sparsify_is_a_dense_random_matrix_not_a_relu_gate() -> None:
+    """What the reference computes with sparsify=True (its default), reproduced in numpy from
+    its global NumPy seed: X = A·S·B / (‖W₀‖‖W₁‖ + √‖S‖_F), S a dense s × s matrix of 0/1
+    draws. Ours (a diagonal ReLU mask) differs by design: docs/coming-from-weightwatcher.md."""
+    net = _mlp_with_a_square_layer()
+    np.random.seed(7)
+    reference = ww.WeightWatcher(model=net).analyze(intra=True, svd_method="accurate")
+    mats = [net[i].weight.detach().numpy().astype(np.float64) for i in (0, 2, 4, 6)]
+    theirs = [(mats[0].T, mats[1]), (mats[1], mats[2].T), (mats[2].T, mats[3].T)]  # its rule
+    np.random.seed(7)
+    for (_, ref), (a, b) in zip(reference.iterrows(), theirs, strict=True):
+        s = a.shape[1]
+        mask = np.random.randint(2, size=s * s).reshape(s, s)
+        x = a @ mask @ b / (np.linalg.norm(a) * np.linalg.norm(b) + np.sqrt(np.linalg.norm(mask)))
+        sigma = np.linalg.svd(x, compute_uv=False)
+        assert close(ref["lambda_max"], sigma.max(), rtol=1e-6)
+        assert close(ref["norm"], sigma.sum(), rtol=1e-6)
+        plain = np.linalg.svd(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), compute_uv=False)
+        assert sigma.max() / plain.max() > 5  # the rank-one spike of S ≈ ½·11ᵀ
+
+
+def test_intra_on_mtcnn_onet_dense_pairs_match_the_reference(mtcnn: dict[str, nn.Module]) -> None:
+    """O-Net's dense layers (min_evals=0): the same pairs, ids and spectra (λ_max, norm, N, M).
+    Its conv pairs the reference forms from each kernel's first position only; ours leaves
+    conv layers out of pairs (listed as skipped natively). Pairs of 2 singular values: ours
+    does not fit a power law (NaN α), the reference does."""
+    onet = mtcnn["onet"]
+    reference = ww.WeightWatcher(model=onet).analyze(
+        intra=True, sparsify=False, min_evals=0, svd_method="accurate"
+    )
+    ours = WeightWatcher(model=onet).analyze(intra=True, sparsify=False, min_evals=0)
+    dense = reference[reference["name"].isin(ours["name"])]
+    assert list(ours["name"]) == list(dense["name"]) == ["9 X 11 ", "11 X 12 ", "12 X 13 "]
+    for (_, ref), (_, row) in zip(dense.iterrows(), ours.iterrows(), strict=True):
+        for col in ("lambda_max", "norm", "sv_max", "stable_rank"):
+            assert close(row[col], ref[col]), (row["name"], col)
+        assert close(row["sv_min"], ref["sv_min"], rtol=1e-4)  # the reference's X is float32
+        for col in ("N", "M", "num_evals", "layer_id"):
+            assert int(row[col]) == int(ref[col])
+    last_ref, last = dense.iloc[-1], ours.iloc[-1]  # 4 singular values: both fit
+    for col in ("alpha", "D", "xmin"):
+        assert close(last[col], last_ref[col]), col
+    assert ours.iloc[0][["alpha"]].isna().all()

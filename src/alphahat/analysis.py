@@ -9,14 +9,15 @@ science).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from alphahat.fit.esd import FitKind, FixFingers
-from alphahat.layers import ConvScale, LayerFilter
+from alphahat.layers import ConvScale, LayerFilter, TensorPlan
+from alphahat.layers.intra import cross_matrix, cross_shape, pair_name, relu_mask
 from alphahat.layers.stacking import STACKED_NAME, stack_matrices
 from alphahat.pipeline.core import LAYER_ERRORS
 from alphahat.pipeline.options import (
@@ -40,8 +41,10 @@ from alphahat.pipeline.options import (
 from alphahat.pipeline.walk import iter_layers, load_layer, plan_layers
 from alphahat.report import Report, coverage_frame
 from alphahat.run import run_analysis
-from alphahat.sources import SourceSpec, open_source
+from alphahat.sources import SourceSpec, WeightSource, open_source
+from alphahat.sources.base import TensorRef
 from alphahat.spectrum import SpectrumBackend, check_device_available, uses_torch
+from alphahat.spectrum.randomize import layer_seed
 
 Layers = LayerFilter | Sequence[LayerSpec] | LayerSpec | None
 
@@ -82,6 +85,8 @@ def analyze(
     detX: bool = _A.detX,  # noqa: N803 (the reference tool's name)
     vectors: bool = _A.vectors,
     stacked: bool = _A.stacked,
+    intra: bool = _A.intra,
+    sparsify: bool = _A.sparsify,
     inverse: bool = _A.inverse,
     pool: bool = _A.pool,
     fft: bool = _A.fft,
@@ -120,6 +125,8 @@ def analyze(
       docs/farms.md); and ``mp_fit``, ``randomize`` (with ``seed``), ``detX``, ``vectors``
       (the columns each adds: :mod:`alphahat.pipeline.core`); ``inverse`` (the ESD 1/λ);
       ``stacked`` (one row: every layer stacked into one matrix, :mod:`alphahat.layers.stacking`);
+      ``intra`` with ``sparsify`` (one row per pair of consecutive layers: the singular values
+      of their cross matrix, :mod:`alphahat.layers.intra`);
     * how eigenvalues are computed: ``backend``, ``device``;
     * what the report keeps: ``include_embeddings`` (in the summary), ``keep_eigenvalues``
       (``report.eigenvalues``), ``keep_fits`` (``report.fits``: each layer's
@@ -140,6 +147,8 @@ def analyze(
     base = _absolute(source_options.base)
     if options.stacked:
         return _stacked(model, options, execution, source_options.unsafe_load, base)
+    if options.intra:
+        return _intra(model, options, execution, source_options.unsafe_load, base)
     reopen = (
         SourceSpec.of(model, unsafe_load=source_options.unsafe_load, base=base)
         if base is None or isinstance(base, str)
@@ -162,6 +171,66 @@ def _stacked(
     single = options.replace(stacked=False, layers=None, min_evals=0, max_evals=None)
     with open_source(stacked) as source:
         return run_analysis(source, single, execution=execution)
+
+
+def _intra(
+    model: Any, options: AnalysisOptions, execution: Any, unsafe_load: bool, base: Any
+) -> Report:
+    """``intra=True``: one layer per pair of consecutive planned layers, its cross matrix X."""
+    with open_source(model, unsafe_load=unsafe_load, base=base) as source:
+        plans = [p for p in plan_layers(source, options) if p.status == "analyse"]
+        pairs = _CrossMatrices(plans, options, getattr(source, "description", ""))
+        single = options.replace(layers=None, min_evals=0, max_evals=None)
+        return run_analysis(pairs, single, execution=execution)
+
+
+class _CrossMatrices(WeightSource):
+    """The cross matrices of consecutive planned layers, each read when it is analysed."""
+
+    def __init__(self, plans: Sequence[TensorPlan], options: AnalysisOptions, origin: str) -> None:
+        self.description = f"intra: cross matrices of {origin or 'the model'}"
+        self._refs = [self._pair(a, b, options) for a, b in zip(plans, plans[1:], strict=False)]
+
+    def _pair(self, first: TensorPlan, second: TensorPlan, options: AnalysisOptions) -> TensorRef:
+        name = pair_name(first.ref.name, second.ref.name)
+        shapes = (first.ref.shape, second.ref.shape)
+        single = first.num_matrices == 1 and second.num_matrices == 1
+        shape = cross_shape(*shapes) if single else None
+        if shape is None:
+            why = (
+                "pairs only single weight matrices (conv kernels are not composed)"
+                if not single
+                else f"the weights {list(shapes[0])} and {list(shapes[1])} share no dimension"
+            )
+            return TensorRef(name, (), "float64", _unreadable(name, why), skip_reason=why)
+        seed = layer_seed(options.seed, name) if options.sparsify else None
+
+        def load() -> np.ndarray:
+            w0, w1 = (np.asarray(load_layer(p).values) for p in (first, second))
+            if cross_shape(w0.shape, w1.shape) != shape:
+                raise ValueError(f"{name}: the weights read are not of the planned shapes")
+            mask = None if seed is None else relu_mask(_shared_size(w0.shape, w1.shape), seed)
+            return cross_matrix(w0, w1, mask)
+
+        note = "X = W₀·W₁/(‖W₀‖‖W₁‖)" + (" with a ReLU mask" if seed is not None else "")
+        return TensorRef(name, shape, "float64", load, "linear", self.description, note=note)
+
+    def tensors(self) -> Iterator[TensorRef]:
+        """One entry per pair, in model order."""
+        return iter(self._refs)
+
+
+def _shared_size(shape0: Sequence[int], shape1: Sequence[int]) -> int:
+    """The size of the dimension two aligned weights share."""
+    sizes = [*shape0, *shape1]
+    return max(s for s in set(sizes) if sizes.count(s) > 1)
+
+
+def _unreadable(name: str, why: str) -> Any:
+    def load() -> np.ndarray:
+        raise ValueError(f"{name}: {why}")
+
+    return load
 
 
 def describe(

@@ -443,7 +443,7 @@ PLANNING_OPTIONS = (
 FIT_OPTIONS = (
     "evals_threshold", "fit", "fix_fingers", "xmin_max", "max_fingers", "finger_thresh",
     "xmax", "estimator", "farms_size", "farms_aspect_ratio", "farms_windows", "mp_fit",
-    "randomize", "seed", "detX", "vectors", "stacked", "inverse",
+    "randomize", "seed", "detX", "vectors", "stacked", "intra", "sparsify", "inverse",
 )  # fmt: skip
 SPECTRUM_OPTIONS = ("backend", "device")
 EXECUTION_OPTIONS = ("workers", "scheduler", "layer_timeout", "resume", "blas_threads")

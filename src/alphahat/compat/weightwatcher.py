@@ -58,8 +58,8 @@ _DESCRIBE_ONLY = {
 #: Options of the table the reference tool's describe() takes.
 _DESCRIBE_OPTIONS = ("min_evals", "max_evals", "pool", "fft", "conv_scale")
 #: Options accepted for compatibility and ignored (they only affect plots or speed).
-_IGNORED = ("plot", "savefig", "svd_method", "channels", "deltas", "sparsify", "pl_package")
-_NOT_SUPPORTED = ("intra", "peft", "glorot_fix")
+_IGNORED = ("plot", "savefig", "svd_method", "channels", "deltas", "pl_package")
+_NOT_SUPPORTED = ("peft", "glorot_fix")
 _SMOOTHING_METHODS = {
     "svd": "svd",
     "detX": "detX",
@@ -314,7 +314,11 @@ class WeightWatcher:
         for row, tensor in zip(records, tensors, strict=True):
             evals = np.asarray(report.eigenvalues.get(str(row["name"]), np.empty(0)))
             layer = reference.get(tensor) or _ReferenceLayer(0, tensor, tensor, "stacked")
+            if values["intra"]:
+                layer = _pair_layer(tensor, reference)
             out = self._reference_row(row, layer, evals, tolerance)
+            if values["intra"]:
+                out["Xflag"] = True
             if not pool:  # the reference numbers every row's slice; rf stays the kernel's
                 sliced = row.get("slice_id") is not None and not pd.isna(row["slice_id"])
                 out["slice_id"] = int(row["slice_id"]) if sliced else 0
@@ -588,6 +592,15 @@ class WeightWatcher:
             ]
         result = svd_smoothing(model, method=method, percent=percent, layers=names)  # type: ignore[arg-type]
         return _with_weights(model, result.weights)
+
+
+def _pair_layer(tensor: str, reference: Mapping[str, _ReferenceLayer]) -> _ReferenceLayer:
+    """The reference's row of a cross matrix: ``"id₀ X id₁ "``, the second layer's id and path."""
+    from alphahat.layers.intra import PAIR_SEPARATOR
+
+    first, second = (reference[part] for part in tensor.split(PAIR_SEPARATOR))
+    name = f"{first.layer_id} X {second.layer_id} "  # the reference's, trailing space included
+    return _ReferenceLayer(second.layer_id, name, second.longname, second.layer_type)
 
 
 def _reference_signature(

@@ -4,7 +4,9 @@ Pure computation: NumPy arrays in, dataclasses out; no threads, no I/O. The stag
 
 1. **Spectrum** (:mod:`alphahat.spectrum`): λ = σ² of the matrices (times the conv scale),
    pooled and sorted, by the options' backend; with ``fft`` a conv kernel's operator spectrum
-   (:mod:`alphahat.spectrum.conv_fft`); with ``inverse`` the inverse ESD 1/λ (:func:`inverted`).
+   (:mod:`alphahat.spectrum.conv_fft`); with ``inverse`` the inverse ESD 1/λ (:func:`inverted`);
+   with ``intra`` the matrix is a cross matrix X of two layers (:mod:`alphahat.layers.intra`)
+   and its ESD is X's singular values σ (the SVD's).
    With ``estimator="farms"`` the fitted ESD is instead the pooled spectrum of W's
    fixed-aspect-ratio submatrices (:mod:`alphahat.spectrum.farms`; :func:`farms_stage`),
    and the spectrum of W itself gives the norm columns.
@@ -253,6 +255,11 @@ def _spectrum(
         from alphahat.spectrum.conv_fft import conv_operator_spectrum
 
         return conv_operator_spectrum(weight, options.fft_size, scale), []
+    if options.intra:  # a cross matrix X (alphahat.layers.intra): its ESD is σ(X), not σ²
+        exact = layer_spectrum(matrices, scale, backend="svd")
+        singular = np.sqrt(exact.eigenvalues)
+        singular.setflags(write=False)
+        return replace(exact, eigenvalues=singular, method="svd, intra σ(X)"), matrices
     if options.inverse:  # 1/λ: the small eigenvalues become the tail, so exact ones
         exact = layer_spectrum(matrices, scale, backend="svd")
         return replace(

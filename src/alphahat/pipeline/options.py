@@ -312,6 +312,11 @@ ESTIMATORS = ("classic", "farms")
 Estimator = Literal["classic", "farms"]
 
 
+def _uses_intra(options: Any) -> bool:
+    """Whether the options analyse cross matrices (intra and sparsify are recorded only then)."""
+    return bool(options.intra)
+
+
 def _uses_farms(options: Any) -> bool:
     """Whether the options estimate α with FARMS (the FARMS options are recorded only then)."""
     return bool(options.estimator == "farms")
@@ -642,7 +647,8 @@ class AnalysisOptions:
     seed: int = option(
         0,
         Integer(minimum=0),
-        "Seed of the shuffles of randomize (each layer's own seed comes from it and its name).",
+        "Seed of the shuffles of randomize and the masks of sparsify (each layer's own seed comes "
+        "from it and its name).",
         flag="--seed",
         group="fit",
     )
@@ -669,6 +675,28 @@ class AnalysisOptions:
         "matrix and analyse it as one layer (Stacked Layer), as the reference tool does.",
         flag="--stacked",
         reference="stacked",
+        group="fit",
+    )
+    intra: bool = option(
+        False,
+        Flag(),
+        "Analyse the cross matrix X = W_l·W_l+1 / (‖W_l‖_F‖W_l+1‖_F) of each pair of consecutive "
+        "analysed layers (aligned on their shared dimension; one row per pair, 'A X B'); its ESD "
+        "is the singular values of X, as the reference tool's intra.",
+        flag="--intra",
+        reference="intra",
+        recorded_if=_uses_intra,
+        group="fit",
+    )
+    sparsify: bool = option(
+        False,
+        Flag(),
+        "With intra: a seeded random ReLU gate between the two layers, X = W_l·D·W_l+1 with D "
+        "a diagonal 0/1 mask (each unit on with probability 1/2; seed from seed and the pair).",
+        flag="--sparsify",
+        reference="sparsify",
+        reference_default=True,
+        recorded_if=_uses_intra,
         group="fit",
     )
     inverse: bool = option(
@@ -753,6 +781,17 @@ class AnalysisOptions:
                 message=f"inverse=True cannot be combined with {other}=True (the inverse ESD has "
                 "no eigenvectors or operator spectrum of its own here)",
             )
+        if self.intra:
+            others = [
+                n for n in ("stacked", "randomize", "vectors", "inverse", "fft") if getattr(self, n)
+            ] + (["estimator"] if self.estimator == "farms" else [])
+            if others:
+                raise OptionError(
+                    "intra",
+                    message=f"intra=True cannot be combined with {others[0]}"
+                    f"{'=farms' if others[0] == 'estimator' else '=True'} (the cross matrix's ESD "
+                    "is its singular values, not a weight matrix's eigenvalues)",
+                )
         if self.fft and (self.randomize or self.vectors):
             other = "randomize" if self.randomize else "vectors"
             raise OptionError(
