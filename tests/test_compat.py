@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 ww = pytest.importorskip("weightwatcher")
 
 from alphahat.compat import WeightWatcher  # noqa: E402
+from alphahat.errors import SourceError  # noqa: E402
 
 
 class Net(torch.nn.Module):
@@ -64,10 +65,10 @@ def test_unknown_and_unsupported_options(net: torch.nn.Module) -> None:
     watcher = WeightWatcher(model=net)
     with pytest.raises(TypeError, match="unexpected keyword"):
         watcher.analyze(alpha_max=3)
-    with pytest.raises(NotImplementedError, match="intra"):
-        watcher.analyze(intra=True)
-    with pytest.raises(NotImplementedError, match="peft"):
-        watcher.analyze(peft=True)
+    with pytest.raises(NotImplementedError, match="glorot_fix"):
+        watcher.analyze(glorot_fix=True)
+    with pytest.raises(SourceError, match="not a peft model"):
+        watcher.analyze(peft=True)  # a plain torch model (tests/test_compat_peft.py: LoRA)
     with pytest.raises(ValueError, match="no model"):
         WeightWatcher().analyze()
 

@@ -50,7 +50,11 @@ _ANALYZE_ONLY = {
     "tolerance": WEAK_RANK_LOSS_TOLERANCE,
     "start_ids": 0,
     "seed": 0,  # an alphahat extra: the reference tool's randomize is unseeded
+    "peft": False,
 }
+#: The reference tool's ``peft`` values: the LoRA rows without / with the base weights.
+_PEFT_ONLY = (True, "peft", "peft_only")
+_PEFT_WITH_BASE = "with_base"
 _DESCRIBE_ONLY = {
     k: _ANALYZE_ONLY[k]
     for k in ("min_size", "max_size", "max_N", "ww2x", "conv2d_fft", "start_ids")
@@ -59,7 +63,7 @@ _DESCRIBE_ONLY = {
 _DESCRIBE_OPTIONS = ("min_evals", "max_evals", "pool", "fft", "conv_scale")
 #: Options accepted for compatibility and ignored (they only affect plots or speed).
 _IGNORED = ("plot", "savefig", "svd_method", "channels", "deltas", "pl_package")
-_NOT_SUPPORTED = ("peft", "glorot_fix")
+_NOT_SUPPORTED = ("glorot_fix",)
 _SMOOTHING_METHODS = {
     "svd": "svd",
     "detX": "detX",
@@ -282,6 +286,9 @@ class WeightWatcher:
         values = self._reference_options(options, _ANALYZE_ONLY)
         self._check_ignored(options)
         model = self._model(model)
+        peft = values.pop("peft")
+        if peft is not None and peft is not False:
+            return self._analyze_peft(model, layers, peft, base, values)
         ww2x, conv2d_fft, erg = values.pop("ww2x"), values.pop("conv2d_fft"), values.pop("ERG")
         pool = values.pop("pool") and not ww2x
         values["fft"] = bool(values["fft"] or conv2d_fft)
@@ -326,6 +333,64 @@ class WeightWatcher:
                     out["rf"] = tensors.count(tensor)
             rows.append(out)
         details = pd.DataFrame(rows)
+        lead = ["layer_id", "name"]
+        details = details[lead + sorted(c for c in details.columns if c not in lead)]
+        self.details = details
+        return details
+
+    def _analyze_peft(
+        self, model: Any, layers: Any, peft: Any, base: Any, values: dict[str, Any]
+    ) -> pd.DataFrame:
+        """``peft=True``: a row per LoRA update ΔW; ``peft='with_base'``: also W + ΔW and W.
+
+        ``model`` is a ``peft`` LoRA model (its active adapter) or a LoRA adapter folder (with
+        ``base_model`` for ``'with_base'``), read by alphahat's LoRA reader
+        (:mod:`alphahat.sources.peft_adapters`): ΔW = s·B·A, ``[delta]``, ``[merged]`` and
+        ``[base]`` views. Rows are named as the reference names them for a peft model
+        (``lora_BA``, ``lora_W_plus_AB`` and ``base_layer``); see
+        docs/coming-from-weightwatcher.md for the differences.
+        """
+        from alphahat.analysis import analyze
+        from alphahat.sources.peft_adapters import peft_model_source
+
+        if peft not in (*_PEFT_ONLY, _PEFT_WITH_BASE):
+            raise ValueError(f"peft must be False, True, 'peft_only' or 'with_base'; got {peft!r}")
+        with_base = peft == _PEFT_WITH_BASE
+        torch = loaded("torch")
+        in_memory = torch is not None and isinstance(model, torch.nn.Module)
+        if in_memory:
+            source: Any = peft_model_source(model, with_base=with_base)
+            base = None
+        else:
+            source = model
+            if with_base and base is None:
+                raise ValueError("peft='with_base' on an adapter folder needs base_model=")
+            base = base if with_base else None
+        for unused in ("ww2x", "conv2d_fft", "ERG", "min_evals", "max_evals", "max_N"):
+            values.pop(unused)
+        for unused in ("min_size", "max_size", "start_ids", "tolerance"):
+            values.pop(unused)
+        report = analyze(source, min_evals=0, keep_eigenvalues=True, base=base, **values)
+        reference = _reference_layers(model, 0) if in_memory else None
+        adapter = str(getattr(model, "active_adapter", "")) if in_memory else ""
+        order = {"[base]": 0, "[merged]": 1, "[delta]": 2}
+        rows = []
+        records: list[dict[str, Any]] = report.details.to_dict("records")  # type: ignore[assignment]
+        for row in records:
+            tensor, _, view = str(row["name"]).partition(" ")
+            if view not in order or (not with_base and view != "[delta]"):
+                continue
+            layer = _lora_layer(tensor, view, adapter, reference)
+            if layers is not None and not _selected(layer, _filters(layers)):
+                continue
+            evals = np.asarray(report.eigenvalues.get(str(row["name"]), np.empty(0)))
+            out = self._reference_row(row, layer, evals, WEAK_RANK_LOSS_TOLERANCE)
+            out["peft"] = view != "[base]"
+            rows.append((tensor, order[view], out))
+        rows.sort(key=lambda item: (item[0], item[1]) if with_base else 0)
+        details = pd.DataFrame([out for _, _, out in rows])
+        if details.empty:
+            details = pd.DataFrame(columns=["layer_id", "name"])
         lead = ["layer_id", "name"]
         details = details[lead + sorted(c for c in details.columns if c not in lead)]
         self.details = details
@@ -592,6 +657,28 @@ class WeightWatcher:
             ]
         result = svd_smoothing(model, method=method, percent=percent, layers=names)  # type: ignore[arg-type]
         return _with_weights(model, result.weights)
+
+
+def _lora_layer(
+    tensor: str, view: str, adapter: str, reference: Mapping[str, _ReferenceLayer] | None
+) -> _ReferenceLayer:
+    """The reference's row of a LoRA view of ``tensor`` (``fc1.weight``) of a peft model.
+
+    ``[delta]`` is its ``lora_BA`` row (the ``lora_A`` module's id), ``[merged]`` its
+    ``lora_W_plus_AB`` row (the ``lora_B`` module's id), ``[base]`` the ``base_layer``.
+    """
+    module = tensor.removesuffix(".weight")
+    if reference is None:  # an adapter folder: alphahat's names
+        return _ReferenceLayer(0, f"{module} {view}", f"{module} {view}", "dense")
+    path = f"base_model.model.{module}"
+    key, longname = {
+        "[delta]": (f"{path}.lora_A.{adapter}", f"{path}.lora_BA.{adapter}"),
+        "[merged]": (f"{path}.lora_B.{adapter}", f"{path}.lora_W_plus_AB.{adapter}"),
+        "[base]": (f"{path}.base_layer", f"{path}.base_layer"),
+    }[view]
+    found = reference.get(f"{key}.weight")
+    layer_id = found.layer_id if found is not None else 0
+    return _ReferenceLayer(layer_id, longname.split(".")[-1], longname, "dense")
 
 
 def _pair_layer(tensor: str, reference: Mapping[str, _ReferenceLayer]) -> _ReferenceLayer:

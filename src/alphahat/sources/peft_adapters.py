@@ -176,21 +176,28 @@ class LoraSource(WeightSource):
     """A PEFT LoRA adapter folder; with ``base``, merged and base views of each adapted module.
 
     ``adapter`` is the opened :func:`adapter_weights_file` (an ordinary checkpoint file).
+    ``config`` given (an in-memory adapter, :func:`peft_model_source`): ``folder`` only names
+    it, and no ``adapter_config.json`` is read.
     """
 
     def __init__(
-        self, folder: Path, adapter: WeightSource, base: WeightSource | None = None
+        self,
+        folder: Path,
+        adapter: WeightSource,
+        base: WeightSource | None = None,
+        config: LoraConfig | None = None,
     ) -> None:
         self.folder = folder
         self.base = base
         try:
-            self.config = read_lora_config(_inside(folder, ADAPTER_CONFIG))
+            self.config = config or read_lora_config(_inside(folder, ADAPTER_CONFIG))
         except BaseException:
             adapter.close()
             raise
         self.adapter = adapter
         self.description = f"LoRA adapter {folder}" + (f" on {base.description}" if base else "")
-        self.files = (folder / ADAPTER_CONFIG, *self.adapter.files, *(base.files if base else ()))
+        config_file = () if config is not None else (folder / ADAPTER_CONFIG,)
+        self.files = (*config_file, *self.adapter.files, *(base.files if base else ()))
         self._refs = self._build()
 
     def _build(self) -> list[TensorRef]:
@@ -283,6 +290,49 @@ class LoraSource(WeightSource):
         self.adapter.close()
         if self.base is not None:
             self.base.close()
+
+
+def peft_model_source(model: Any, *, with_base: bool) -> LoraSource:
+    """The :class:`LoraSource` of a ``peft`` LoRA model in memory (its active adapter).
+
+    The adapter's factors are its parameters ``….lora_A.<adapter>.weight`` /
+    ``….lora_B.<adapter>.weight`` (and the embedding ones); the settings (r, α, rsLoRA,
+    ``fan_in_fan_out``, the patterns) come from ``model.peft_config[<adapter>]``. With
+    ``with_base``, the base weights are the model's other parameters, a wrapped layer's
+    ``….base_layer.weight`` standing for its ``….weight``.
+
+    Raises:
+        alphahat.errors.SourceError: not a LoRA model of the ``peft`` package.
+    """
+    from alphahat.sources.arrays import MappingSource
+
+    configs = getattr(model, "peft_config", None)
+    adapter_name = getattr(model, "active_adapter", None)
+    if not isinstance(configs, Mapping) or not isinstance(adapter_name, str):
+        raise SourceError(f"{type(model).__name__}: not a peft model (no peft_config)")
+    settings = configs.get(adapter_name)
+    peft_type = str(getattr(getattr(settings, "peft_type", None), "value", "")).upper()
+    if settings is None or peft_type != "LORA":
+        raise SourceError(f"adapter {adapter_name!r}: only LoRA adapters are supported")
+    config = LoraConfig(
+        r=int(settings.r),
+        alpha=float(settings.lora_alpha),
+        use_rslora=bool(getattr(settings, "use_rslora", False)),
+        fan_in_fan_out=bool(getattr(settings, "fan_in_fan_out", False)),
+        rank_pattern=dict(getattr(settings, "rank_pattern", None) or {}),
+        alpha_pattern=dict(getattr(settings, "alpha_pattern", None) or {}),
+    )
+    factors: dict[str, Any] = {}
+    base: dict[str, Any] = {}
+    for name, value in model.named_parameters():
+        if ".lora_" in name:
+            if f".{adapter_name}." in f"{name}." or name.endswith(f".{adapter_name}"):
+                factors[name] = value
+        else:
+            base[name.removeprefix(_PREFIX).replace(".base_layer.", ".")] = value
+    adapter = MappingSource(factors, description=f"peft model, adapter {adapter_name!r}")
+    base_source = MappingSource(base, description="its base weights") if with_base else None
+    return LoraSource(Path(f"<peft adapter {adapter_name}>"), adapter, base_source, config)
 
 
 def _factor_problem(a: TensorRef, b: TensorRef, embedding: bool) -> str | None:
