@@ -425,8 +425,9 @@ def test_not_implemented_options_say_so(mtcnn: dict[str, nn.Module]) -> None:
     watcher = WeightWatcher(model=mtcnn["pnet"])
     with pytest.raises(ValueError, match="exclude each other"):
         watcher.analyze(pool=False, fft=True)
-    with pytest.raises(NotImplementedError, match="intra"):
-        watcher.analyze(intra=True)
+    with pytest.raises(NotImplementedError, match="glorot_fix"):
+        watcher.analyze(glorot_fix=True)
+    assert watcher.analyze(intra=True).empty  # P-Net is all convs: no pair (see intra below)
     with pytest.raises(TypeError, match="unexpected keyword"):
         watcher.analyze(not_an_option=1)
 

@@ -332,6 +332,9 @@ class WeightWatcher:
                 if sliced:
                     out["rf"] = tensors.count(tensor)
             rows.append(out)
+        if not rows:  # e.g. intra=True on a model of conv layers only
+            self.details = pd.DataFrame(columns=["layer_id", "name"])
+            return self.details
         details = pd.DataFrame(rows)
         lead = ["layer_id", "name"]
         details = details[lead + sorted(c for c in details.columns if c not in lead)]
