@@ -97,3 +97,23 @@ def test_intra_takes_the_layer_filter_refuses_other_modes_and_has_a_cli_flag(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "a.weight X b.weight" in result.stdout and "b.weight X c.weight" in result.stdout
+
+
+def test_a_live_module_pairs_in_registration_order_not_by_name(tmp_path: object) -> None:
+    torch = pytest.importorskip("torch")
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.query = torch.nn.Linear(40, 60)  # registered first: names sort the other way
+            self.key = torch.nn.Linear(60, 50)
+
+    names = list(alphahat.analyze(Block(), intra=True).details["name"])
+    assert names == ["query.weight X key.weight"]
+    rng = np.random.default_rng(4)
+    by_name = {"query.weight": rng.normal(size=(60, 40)), "key.weight": rng.normal(size=(50, 60))}
+    path_like = alphahat.analyze(by_name, intra=True).details["name"]  # a dict: insertion order
+    assert list(path_like) == ["query.weight X key.weight"]
+    path = tmp_path / "m.npz"  # type: ignore[operator]
+    np.savez(path, **by_name)  # a file: natural name order
+    assert list(alphahat.analyze(path, intra=True).details["name"]) == ["key.weight X query.weight"]

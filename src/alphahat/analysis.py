@@ -176,9 +176,16 @@ def _stacked(
 def _intra(
     model: Any, options: AnalysisOptions, execution: Any, unsafe_load: bool, base: Any
 ) -> Report:
-    """``intra=True``: one layer per pair of consecutive planned layers, its cross matrix X."""
+    """``intra=True``: one layer per pair of consecutive planned layers, its cross matrix X.
+
+    Consecutive in the order the model was built where the source knows it (a live module, a
+    state dict: ``WeightSource.in_build_order``), else in natural name order.
+    """
     with open_source(model, unsafe_load=unsafe_load, base=base) as source:
         plans = [p for p in plan_layers(source, options) if p.status == "analyse"]
+        if source.in_build_order:  # pair layers as the model was built, not by name
+            built = {ref.name: k for k, ref in enumerate(source.tensors())}
+            plans.sort(key=lambda p: built.get(p.ref.name.split(" [")[0], len(built)))
         pairs = _CrossMatrices(plans, options, getattr(source, "description", ""))
         single = options.replace(layers=None, min_evals=0, max_evals=None)
         return run_analysis(pairs, single, execution=execution)

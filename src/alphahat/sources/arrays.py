@@ -118,6 +118,8 @@ def unwrap_checkpoint(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
 class MappingSource(WeightSource):
     """A ``{name: array or tensor}`` mapping, e.g. a PyTorch ``state_dict`` (insertion order)."""
 
+    in_build_order = True
+
     def __init__(self, mapping: Mapping[Any, Any], description: str = "state_dict") -> None:
         self.description = description
         self._refs = mark_tied(

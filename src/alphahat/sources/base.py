@@ -111,6 +111,10 @@ class WeightSource:
     files: Sequence[Path] = ()
     #: The checkpoint's Hugging Face ``config.json`` (parsed), when one lies beside the weights.
     model_config: Mapping[str, Any] | None = None
+    #: Whether :meth:`tensors` follows the order the model was built in (a live module's
+    #: registration order, a state dict's keys), which ``intra=True`` pairs layers by; else
+    #: layers pair in natural name order.
+    in_build_order: bool = False
 
     def tensors(self) -> Iterator[TensorRef]:
         """Tensors in model order (the source's own order where it has one)."""

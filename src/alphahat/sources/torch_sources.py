@@ -60,6 +60,8 @@ class ModuleSource(WeightSource):
     model is never modified: tensors are detached and copied when read.
     """
 
+    in_build_order = True
+
     def __init__(self, model: Any) -> None:
         self.description = type(model).__name__
         modules = dict(model.named_modules(remove_duplicate=False))
