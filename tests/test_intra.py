@@ -117,3 +117,14 @@ def test_a_live_module_pairs_in_registration_order_not_by_name(tmp_path: object)
     path = tmp_path / "m.npz"  # type: ignore[operator]
     np.savez(path, **by_name)  # a file: natural name order
     assert list(alphahat.analyze(path, intra=True).details["name"]) == ["key.weight X query.weight"]
+
+
+def test_sparsify_masks_the_chained_dimension_when_another_size_repeats() -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(60, 100)), rng.normal(size=(100, 60))  # chained through 60 units
+    name = "a X b"
+    report = alphahat.analyze({"a": a, "b": b}, intra=True, sparsify=True, keep_eigenvalues=True)
+    seed = int.from_bytes(hashlib.sha256(f"0:{name}".encode()).digest()[:4], "little")
+    mask = np.random.RandomState(seed).randint(2, size=60)
+    x = (b @ np.diag(mask) @ a).T / (np.linalg.norm(a) * np.linalg.norm(b))
+    np.testing.assert_allclose(report.eigenvalues[name], _sigma(x), rtol=1e-10, atol=1e-15)

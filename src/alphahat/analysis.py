@@ -17,7 +17,7 @@ import numpy as np
 
 from alphahat.fit.esd import FitKind, FixFingers
 from alphahat.layers import ConvScale, LayerFilter, TensorPlan
-from alphahat.layers.intra import cross_matrix, cross_shape, pair_name, relu_mask
+from alphahat.layers.intra import cross_matrix, cross_shape, pair_name, relu_mask, shared_size
 from alphahat.layers.stacking import STACKED_NAME, stack_matrices
 from alphahat.pipeline.core import LAYER_ERRORS
 from alphahat.pipeline.options import (
@@ -216,21 +216,16 @@ class _CrossMatrices(WeightSource):
             w0, w1 = (np.asarray(load_layer(p).values) for p in (first, second))
             if cross_shape(w0.shape, w1.shape) != shape:
                 raise ValueError(f"{name}: the weights read are not of the planned shapes")
-            mask = None if seed is None else relu_mask(_shared_size(w0.shape, w1.shape), seed)
+            units = shared_size(w0.shape, w1.shape)
+            mask = None if seed is None or units is None else relu_mask(units, seed)
             return cross_matrix(w0, w1, mask)
 
-        note = "X = W₀·W₁/(‖W₀‖‖W₁‖)" + (" with a ReLU mask" if seed is not None else "")
+        note = "cross matrix X = A·B/(‖W₀‖‖W₁‖)" + (", ReLU-masked" if seed is not None else "")
         return TensorRef(name, shape, "float64", load, "linear", self.description, note=note)
 
     def tensors(self) -> Iterator[TensorRef]:
         """One entry per pair, in model order."""
         return iter(self._refs)
-
-
-def _shared_size(shape0: Sequence[int], shape1: Sequence[int]) -> int:
-    """The size of the dimension two aligned weights share."""
-    sizes = [*shape0, *shape1]
-    return max(s for s in set(sizes) if sizes.count(s) > 1)
 
 
 def _unreadable(name: str, why: str) -> Any:

@@ -77,6 +77,14 @@ def cross_shape(shape0: Sequence[int], shape1: Sequence[int]) -> tuple[int, int]
     return rows, columns
 
 
+def shared_size(shape0: Sequence[int], shape1: Sequence[int]) -> int | None:
+    """The size s of the dimension W₀ and W₁ are aligned on (None: they share none)."""
+    flips = aligned_transposes(shape0, shape1)
+    if flips is None:
+        return None
+    return int(shape0[0]) if flips[0] else int(shape0[1])
+
+
 def relu_mask(size: int, seed: int) -> FloatArray:
     """A 0/1 mask of ``size`` units, each 1 with probability 1/2 (``RandomState(seed)``)."""
     mask: FloatArray = np.random.RandomState(seed).randint(2, size=size).astype(np.float64)
@@ -118,4 +126,5 @@ __all__ = [
     "cross_shape",
     "pair_name",
     "relu_mask",
+    "shared_size",
 ]
