@@ -3,7 +3,7 @@
 Checks that the page loads with no console errors and no network requests (only the file itself
 and data: URIs), that clicking a column header sorts the table (and a second click reverses it),
 that a layer link opens its drill-down, and saves a screenshot. Skipped only where Chromium or
-chromedriver is not installed (``scripts/install-browser.sh`` installs the Debian packages).
+chromedriver is not installed (``scripts/install-test-tools.sh`` installs the Debian packages).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _find_browser() -> tuple[str, str]:
     if not browser or not driver:
         pytest.skip(
             "Chromium or chromedriver not found (install the Debian packages chromium and "
-            "chromium-driver, e.g. with scripts/install-browser.sh)"
+            "chromium-driver, e.g. with scripts/install-test-tools.sh)"
         )
     return browser, driver
 
