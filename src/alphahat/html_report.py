@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from alphahat._version import __version__
+from alphahat.engine.progress import ProgressCallback, progress_bar
 from alphahat.report.html import (
     DEFAULT_MAX_DIAGNOSTICS,
     DiagnosticsChoice,
@@ -71,28 +73,90 @@ def layer_figures(report: Report, row: Mapping[str, Any]) -> list[tuple[str, Fig
     return out
 
 
-def _diagnostic_section(
-    report: Report, names: Sequence[str], num_available: int, dpi: float, capped: bool
-) -> str:
+def layer_figures_html(report: Report, row: Mapping[str, Any], dpi: float) -> list[str]:
+    """The drill-down of one layer as HTML: a ``<figure>`` per drawn figure, a note per other.
+
+    Each figure of :func:`layer_figures`, as a palette PNG data URI at ``dpi``.
+    """
     from alphahat.plot import figure_data_uri
 
+    name = str(row["name"])
+    parts: list[str] = []
+    for what, drawn in layer_figures(report, row):
+        if isinstance(drawn, str):
+            parts.append(f"<p class='note'>{html.escape(drawn)}</p>")
+        else:
+            uri = figure_data_uri(drawn, dpi=dpi, colors=THUMBNAIL_COLORS)
+            parts.append(figure_html(uri, f"{what} of {name}"))
+    return parts
+
+
+def _one_layer(report: Report, name: str) -> Report:
+    """``report`` cut down to what one layer's figures need (sent to a worker process)."""
+    fits = {name: report.fits[name]} if name in report.fits else {}
+    return replace(
+        report,
+        details=report.details.iloc[0:0],
+        coverage=report.coverage.iloc[0:0],
+        provenance={},
+        eigenvalues={name: report.eigenvalues[name]},
+        fits=fits,
+        run_info={},
+    )
+
+
+def _draw_task(task: tuple[Report, dict[str, Any], float]) -> list[str]:
+    """A worker's task: :func:`layer_figures_html` of one layer."""
+    return layer_figures_html(*task)
+
+
+def _drawn_layers(
+    report: Report,
+    rows: Sequence[Mapping[str, Any]],
+    dpi: float,
+    workers: int,
+    update: ProgressCallback | None,
+) -> list[list[str]]:
+    """:func:`layer_figures_html` of each row, in order; on ``workers`` processes when > 1."""
+    total = len(rows)
+    if workers <= 1 or total < 2:
+        drawn = []
+        for done, row in enumerate(rows, 1):
+            drawn.append(layer_figures_html(report, row, dpi))
+            if update is not None:
+                update(done, total, str(row["name"]))
+        return drawn
+    from alphahat.engine.executors import ProcessExecutor, TaskFailure
+
+    pool = ProcessExecutor(min(workers, total), threads=1, preload=("alphahat.html_report",))
+    tasks = [(_one_layer(report, str(r["name"])), dict(r), dpi) for r in rows]
+    out: list[list[str]] = [[] for _ in rows]
+    for done, (index, outcome) in enumerate(pool.map_unordered(_draw_task, tasks), 1):
+        if isinstance(outcome, TaskFailure):
+            outcome = [f"<p class='note'>No figures: {html.escape(outcome.reason)}</p>"]
+        out[index] = outcome
+        if update is not None:
+            update(done, total, str(rows[index]["name"]))
+    return out
+
+
+def _diagnostic_section(
+    report: Report,
+    names: Sequence[str],
+    num_available: int,
+    capped: bool,
+    drawn: Sequence[Sequence[str]],
+) -> str:
     records: list[dict[str, Any]] = report.details.to_dict("records")  # type: ignore[assignment]
     by_name = {str(r["name"]): r for r in records}
     blocks: list[str] = []
-    for name in names:
+    for name, figures in zip(names, drawn, strict=True):
         row = by_name[name]
         layer_id = int(row["layer_id"])
         heading = (
             f"{layer_id}: {name} — {row['kind']} {row['N']}×{row['M']}, "
             f"α = {format_cell(row['alpha'])}, D = {format_cell(row['D'])}, {row['status']}"
         )
-        figures = []
-        for what, drawn in layer_figures(report, row):
-            if isinstance(drawn, str):
-                figures.append(f"<p class='note'>{html.escape(drawn)}</p>")
-            else:
-                uri = figure_data_uri(drawn, dpi=dpi, colors=THUMBNAIL_COLORS)
-                figures.append(figure_html(uri, f"{what} of {name}"))
         blocks.append(
             f'<details class="layer" id="{layer_anchor(layer_id)}">'
             f"<summary>{html.escape(heading)}</summary>"
@@ -141,6 +205,8 @@ def report_html(
     diagnostics: DiagnosticsChoice = "auto",
     max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
     dpi: float = 72,
+    workers: int = 1,
+    progress: bool = False,
 ) -> str:
     """The self-contained HTML report of one model (see the module docstring).
 
@@ -151,15 +217,26 @@ def report_html(
         diagnostics: which layers get fit-diagnostics figures (:func:`select_diagnostic_layers`).
         max_diagnostics: the cap of ``"auto"`` (each figure adds ≈ 25 kB).
         dpi: resolution of the figures.
+        workers: processes that draw the layers' figures (1: in this process).
+        progress: a progress bar over the figures on stderr.
     """
     if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
         raise ValueError(f"max_diagnostics must be an integer ≥ 0; got {max_diagnostics!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer ≥ 1; got {workers!r}")
     source = str(report.provenance.get("source", "")) or "model"
     title = title or f"alphahat report — {source}"
     evals = report.eigenvalues or {}
     names = select_diagnostic_layers(report.details, evals.keys(), diagnostics, max_diagnostics)
     anchors = set(names)
     summary = report.summary()
+    rows = report.details.set_index("name", drop=False).loc[names].to_dict("records")
+    with progress_bar(progress, len(rows) + 1, description="drawing figures") as update:
+        model_figures = _model_figures(report, dpi)
+        if update is not None:
+            update(1, len(rows) + 1, "model figures")
+        step = None if update is None else (lambda d, t, n: update(d + 1, t + 1, n))
+        drawn = _drawn_layers(report, rows, dpi, workers, step)
     if not evals:
         diag = (
             "<p class='note'>No per-layer figures: this report holds no eigenvalues "
@@ -168,7 +245,7 @@ def report_html(
         )
     else:
         capped = diagnostics == "auto" and len(names) < len(evals)
-        diag = _diagnostic_section(report, names, len(evals), dpi, capped)
+        diag = _diagnostic_section(report, names, len(evals), capped, drawn)
     nav = " · ".join(
         f'<a href="#{i}">{t}</a>'
         for i, t in (
@@ -186,7 +263,7 @@ alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)
 <nav>{nav}</nav></header>
 <section id="summary-section"><h2 id="summary">Model summary</h2>{summary.to_html()}</section>
 <section><h2 id="warnings">Warnings</h2>{warnings_section(report, anchors)}</section>
-<section><h2 id="figures">Model figures</h2>{_model_figures(report, dpi)}</section>
+<section><h2 id="figures">Model figures</h2>{model_figures}</section>
 <section><h2 id="layers-heading">Layers</h2>
 <p class="muted">Click a column header to sort; click a layer name for its diagnostics.</p>
 {layer_table_html(report, anchors)}</section>
@@ -202,4 +279,10 @@ def write_html_report(report: Report, path: str | Path, **options: Any) -> Path:
     return target
 
 
-__all__ = ["THUMBNAIL_COLORS", "layer_figures", "report_html", "write_html_report"]
+__all__ = [
+    "THUMBNAIL_COLORS",
+    "layer_figures",
+    "layer_figures_html",
+    "report_html",
+    "write_html_report",
+]

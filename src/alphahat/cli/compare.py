@@ -25,6 +25,7 @@ from alphahat.cli._shared import (
     option_values,
     output_format,
     print_table,
+    require_extras,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -167,6 +168,8 @@ def compare(
     from alphahat.engine.progress import progress_bar
 
     chosen = output_format(fmt, output)
+    if figures is not None or html_path is not None:  # before any analysis
+        require_extras(("matplotlib", "the comparison's figures (--figures, --html)"))
     metric_names = layer_specs(metrics) or None
     values = option_values(options)
     unsafe_load = values.pop("unsafe_load", False)

@@ -17,6 +17,7 @@ from alphahat.cli._shared import (
     note,
     option_message,
     option_values,
+    require_extras,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -65,6 +66,7 @@ def plot(
         formats = check_choice("plot format(s)", image_format or ["png"], PLOT_FORMATS)
     except ValueError as exc:
         fail(str(exc))
+    require_extras(("matplotlib", "plotting"))  # before any analysis
     values = option_values(options)
     if "randomized" in kinds:  # the figure draws the analysis' own shuffles
         values["randomize"] = True

@@ -19,12 +19,13 @@ from alphahat.cli._shared import (
     note,
     option_message,
     option_values,
+    require_extras,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
 
 
-@with_options(*ANALYSIS_OPTIONS, *SOURCE_OPTIONS)
+@with_options(*ANALYSIS_OPTIONS, "workers", *SOURCE_OPTIONS)
 def report(
     model: ModelArg,
     output: Annotated[
@@ -66,6 +67,7 @@ def report(
     choice: str | list[str] = diagnostics.strip()
     if choice not in ("auto", "all", "none"):
         choice = layer_specs([diagnostics])
+    require_extras(("matplotlib", "the HTML report's figures"))  # before any analysis
     values = option_values(options)
     try:
         if model.lower().endswith(".json") and Path(model).is_file():
@@ -81,10 +83,15 @@ def report(
         fail(str(exc))
     except OSError as exc:
         fail(f"{model}: cannot read: {exc.strerror or exc}")
-    if not quiet:
-        note("drawing the figures…")
     try:
-        page = report_html(result, title=title, diagnostics=choice, max_diagnostics=max_diagnostics)
+        page = report_html(
+            result,
+            title=title,
+            diagnostics=choice,
+            max_diagnostics=max_diagnostics,
+            workers=int(values.get("workers") or 1),
+            progress=not quiet,
+        )
     except (AlphahatError, ValueError) as exc:
         fail(str(exc))
     if output is None:

@@ -63,6 +63,8 @@ DrawableFit = LayerFit | PowerLawFit
 LAMBDA = "eigenvalue λ"
 LOG_LAMBDA = "log₁₀ λ"
 DENSITY = "density ρ(λ)"
+#: Height (inches) of the legend row above the panels of :func:`fit_diagnostics`.
+LEGEND_ROW = 0.3
 XMIN = "candidate xₘᵢₙ"
 
 
@@ -191,6 +193,12 @@ def _mark_xmin_xmax(ax: Axes, fit: LayerFit, log10: bool = False) -> None:
         line.set_gid(XMAX_LINE_GID)
 
 
+def _legend(ax: Axes, show: bool, loc: str) -> None:
+    """A small legend at ``loc``, its frame opaque enough to read over the data (if ``show``)."""
+    if show:
+        ax.legend(fontsize=7, loc=loc, framealpha=0.85)
+
+
 def _log_bins(x: FloatArray, bins: int) -> list[float]:
     lo, hi = float(x[0]), float(x[-1])
     if hi <= lo * (1 + 1e-12):
@@ -242,6 +250,7 @@ def esd_log_log_plot(
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     bins: int = 100,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """Log-log ESD (density on log-spaced bins) with the fitted power law over [x_min, x_max].
 
@@ -258,8 +267,10 @@ def esd_log_log_plot(
     ax.set_yscale("log")
     ax.set_xlabel(LAMBDA + " (log scale)")
     ax.set_ylabel(DENSITY + " (log scale)")
-    ax.set_title(title if title is not None else f"log-log ESD: {_fit_title(fit)}", fontsize=10)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(
+        title if title is not None else f"log-log ESD: {_fit_title(fit)}", fontsize=10, y=1.0
+    )
+    _legend(ax, legend, "upper right")
     return ax
 
 
@@ -271,6 +282,7 @@ def esd_linear_plot(
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     bins: int = 100,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """Lin-lin ESD (density on equal bins) with the fitted power law and x_min, x_max marked."""
     fit = as_layer_fit(eigenvalues, fit, evals_threshold)
@@ -281,8 +293,10 @@ def esd_linear_plot(
     _mark_xmin_xmax(ax, fit)
     ax.set_xlabel(LAMBDA)
     ax.set_ylabel(DENSITY)
-    ax.set_title(title if title is not None else f"lin-lin ESD: {_fit_title(fit)}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(
+        title if title is not None else f"lin-lin ESD: {_fit_title(fit)}", fontsize=10, y=1.0
+    )
+    _legend(ax, legend, "upper right")
     return ax
 
 
@@ -294,6 +308,7 @@ def esd_log_linear_plot(
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     bins: int = 100,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """Log-lin ESD: histogram (density) of log₁₀ λ, with the fitted law and x_min, x_max marked.
 
@@ -313,8 +328,10 @@ def esd_log_linear_plot(
     _mark_xmin_xmax(ax, fit, log10=True)
     ax.set_xlabel(LOG_LAMBDA)
     ax.set_ylabel("density of log₁₀ λ")
-    ax.set_title(title if title is not None else f"log-lin ESD: {_fit_title(fit)}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(
+        title if title is not None else f"log-lin ESD: {_fit_title(fit)}", fontsize=10, y=1.0
+    )
+    _legend(ax, legend, "upper right")
     return ax
 
 
@@ -341,6 +358,7 @@ def ks_distance_plot(
     ax: Axes | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """KS distance D for every candidate x_min of the fitted sample, with the fit's x_min and D.
 
@@ -360,8 +378,10 @@ def ks_distance_plot(
     ax.set_xscale("log")
     ax.set_xlabel(XMIN + " (log scale)")
     ax.set_ylabel("KS distance D")
-    ax.set_title(title if title is not None else f"D vs xₘᵢₙ: {_fit_title(fit)}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(
+        title if title is not None else f"D vs xₘᵢₙ: {_fit_title(fit)}", fontsize=10, y=1.0
+    )
+    _legend(ax, legend, "best")
     return ax
 
 
@@ -395,8 +415,8 @@ def alpha_vs_xmin_plot(
     ax.set_xscale("log")
     ax.set_xlabel(XMIN + " (log scale)")
     ax.set_ylabel("α")
-    ax.set_title(title if title is not None else "α vs xₘᵢₙ", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title if title is not None else "α vs xₘᵢₙ", fontsize=10, y=1.0)
+    _legend(ax, True, "upper left")
     return ax
 
 
@@ -493,8 +513,8 @@ def mp_fit_plot(
     ax.set_xlabel(LAMBDA)
     ax.set_ylabel(DENSITY)
     heading = f"MP fit: {int(mp_fit.num_spikes)} spikes"
-    ax.set_title(title if title is not None else heading, fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(title if title is not None else heading, fontsize=10, y=1.0)
+    _legend(ax, True, "upper right")
     return ax
 
 
@@ -547,8 +567,8 @@ def randomized_esd_plot(
     )
     ax.set_xlabel(LOG_LAMBDA)
     ax.set_ylabel("density of log₁₀ λ")
-    ax.set_title(title if title is not None else "original vs randomized ESD", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title if title is not None else "original vs randomized ESD", fontsize=10, y=1.0)
+    _legend(ax, True, "upper left")
     return ax
 
 
@@ -562,15 +582,27 @@ def fit_diagnostics(
     width: float = 10.0,
     height: float = 7.0,
 ) -> Figure:
-    """The four views of a fit: log-log, lin-lin and log-lin ESD, and D vs x_min (2 × 2)."""
+    """The four views of a fit: log-log, lin-lin and log-lin ESD, and D vs x_min (2 × 2).
+
+    One legend for the four panels (they draw the same ESD, law and x_min / x_max markers),
+    in a row above them, off the data.
+    """
     fit = as_layer_fit(eigenvalues, fit, evals_threshold)
     x = _shown(eigenvalues, fit)
     fig = figure_or_new(fig, width, height, suptitle=bool(title))
+    top = fig.subplotpars.top - LEGEND_ROW / height
+    fig.subplots_adjust(top=top)
     axes = fig.subplots(2, 2)
-    esd_log_log_plot(x, fit, ax=axes[0, 0])
-    esd_linear_plot(x, fit, ax=axes[0, 1])
-    esd_log_linear_plot(x, fit, ax=axes[1, 0])
-    ks_distance_plot(x, fit, ax=axes[1, 1])
+    esd_log_log_plot(x, fit, ax=axes[0, 0], legend=False)
+    esd_linear_plot(x, fit, ax=axes[0, 1], legend=False)
+    esd_log_linear_plot(x, fit, ax=axes[1, 0], legend=False)
+    ks_distance_plot(x, fit, ax=axes[1, 1], legend=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:  # above the panels' titles
+        fig.legend(
+            handles, labels, loc="lower center", bbox_to_anchor=(0.5, top + 0.28 / height),
+            ncols=len(handles), fontsize=8, frameon=False, borderaxespad=0.0,
+        )  # fmt: skip
     if title:
         fig.suptitle(short_title(title), fontsize=11)
     return fig
