@@ -268,3 +268,26 @@ def test_report_command_from_a_saved_json_report(minilm_block: Any, tmp_path: Pa
     result = CliRunner().invoke(app, ["report", str(broken), "-o", str(out), "-q"])
     assert result.exit_code == 2
     assert "error" in result.output
+
+
+def test_reused_figures_draw_what_new_figures_draw(minilm_block: Any) -> None:
+    """The report draws every layer on the same two figures: the pixels equal a fresh figure's."""
+    from PIL import Image
+
+    from alphahat.html_report import layer_figures
+    from alphahat.plot import figure_data_uri
+
+    def pixels(fig: Any) -> np.ndarray:
+        data = base64.b64decode(figure_data_uri(fig, dpi=40, colors=32).split(",", 1)[1])
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+
+    rows = minilm_block.details.to_dict("records")
+    reuse: dict[str, Any] = {}
+    for row in rows[:3]:
+        reused = [pixels(fig) for _, fig in layer_figures(minilm_block, row, reuse=reuse)]
+        fresh = [pixels(fig) for _, fig in layer_figures(minilm_block, row)]
+        assert len(reused) == len(fresh) == 2
+        for a, b in zip(reused, fresh, strict=True):
+            assert a.shape == b.shape and np.array_equal(a, b), row["name"]
+    assert set(reuse) == {"diagnostics", "mp"}

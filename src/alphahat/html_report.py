@@ -41,15 +41,23 @@ if TYPE_CHECKING:
 
 #: Palette colours of a layer's thumbnails (model figures get twice as many).
 THUMBNAIL_COLORS = 32
+#: Worker processes draw figures only when each gets at least this many layers (starting one,
+#: with its imports, costs about as much as drawing four layers).
+FIGURES_PER_WORKER = 4
 
 
-def layer_figures(report: Report, row: Mapping[str, Any]) -> list[tuple[str, Figure | str]]:
+def layer_figures(
+    report: Report, row: Mapping[str, Any], reuse: dict[str, Figure] | None = None
+) -> list[tuple[str, Figure | str]]:
     """The drill-down figures of one layer: (what, figure), or (what, why there is none).
 
     The diagnostics draw the layer's fit (see the module docstring); the MP figure the
-    analysis' MP fit when ``mp_fit`` was on, else an MP fit of the same eigenvalues.
+    analysis' MP fit when ``mp_fit`` was on, else an MP fit of the same eigenvalues. With
+    ``reuse`` (a dict this function fills), the figures of the previous call are drawn on again
+    (:func:`alphahat.plot._mpl.empty_axes`): the figures returned before are then overwritten.
     """
     from alphahat.plot import fit_diagnostics, mp_fit_plot, new_figure
+    from alphahat.plot._mpl import empty_axes
     from alphahat.plot.save import layer_inputs
 
     name = str(row["name"])
@@ -59,30 +67,40 @@ def layer_figures(report: Report, row: Mapping[str, Any]) -> list[tuple[str, Fig
         inputs = layer_inputs(report, row, evals, "mp-fit")  # the fit and the MP fit
     except (ValueError, ArithmeticError) as exc:
         return [(what, f"No {what} figure: {exc}") for what in ("diagnostics", "MP")]
+    cache: dict[str, Figure] = {} if reuse is None else reuse
     try:
-        fig = fit_diagnostics(evals, inputs["fit"], width=8.0, height=5.6)
+        fig = fit_diagnostics(
+            evals, inputs["fit"], fig=cache.get("diagnostics"), width=8.0, height=5.6
+        )
+        cache["diagnostics"] = fig
         out.append(("fit diagnostics", fig))
     except (ValueError, ArithmeticError) as exc:
         out.append(("fit diagnostics", f"No diagnostics figure: {exc}"))
     try:
-        figure = new_figure(5.0, 3.6)
-        mp_fit_plot(evals, inputs["mp_fit"], ax=figure.add_subplot())
+        figure = cache.get("mp")
+        if figure is None:
+            figure = cache["mp"] = new_figure(5.0, 3.6)
+            figure.add_subplot()
+        mp_fit_plot(evals, inputs["mp_fit"], ax=empty_axes(figure.axes[0]))
         out.append(("Marchenko–Pastur fit", figure))
     except (ValueError, ArithmeticError, TypeError) as exc:
         out.append(("Marchenko–Pastur fit", f"No MP figure: {exc}"))
     return out
 
 
-def layer_figures_html(report: Report, row: Mapping[str, Any], dpi: float) -> list[str]:
+def layer_figures_html(
+    report: Report, row: Mapping[str, Any], dpi: float, reuse: dict[str, Figure] | None = None
+) -> list[str]:
     """The drill-down of one layer as HTML: a ``<figure>`` per drawn figure, a note per other.
 
-    Each figure of :func:`layer_figures`, as a palette PNG data URI at ``dpi``.
+    Each figure of :func:`layer_figures` (on the figures in ``reuse``), as a palette PNG data
+    URI at ``dpi``.
     """
     from alphahat.plot import figure_data_uri
 
     name = str(row["name"])
     parts: list[str] = []
-    for what, drawn in layer_figures(report, row):
+    for what, drawn in layer_figures(report, row, reuse=reuse):
         if isinstance(drawn, str):
             parts.append(f"<p class='note'>{html.escape(drawn)}</p>")
         else:
@@ -105,9 +123,13 @@ def _one_layer(report: Report, name: str) -> Report:
     )
 
 
+#: The figures a worker process draws every layer on (one process, one layer at a time).
+_WORKER_FIGURES: dict[str, Figure] = {}
+
+
 def _draw_task(task: tuple[Report, dict[str, Any], float]) -> list[str]:
     """A worker's task: :func:`layer_figures_html` of one layer."""
-    return layer_figures_html(*task)
+    return layer_figures_html(*task, reuse=_WORKER_FIGURES)
 
 
 def _drawn_layers(
@@ -119,16 +141,18 @@ def _drawn_layers(
 ) -> list[list[str]]:
     """:func:`layer_figures_html` of each row, in order; on ``workers`` processes when > 1."""
     total = len(rows)
-    if workers <= 1 or total < 2:
+    workers = min(workers, total // FIGURES_PER_WORKER)  # a process costs ≈ 4 layers' figures
+    if workers <= 1:
         drawn = []
+        reuse: dict[str, Figure] = {}
         for done, row in enumerate(rows, 1):
-            drawn.append(layer_figures_html(report, row, dpi))
+            drawn.append(layer_figures_html(report, row, dpi, reuse))
             if update is not None:
                 update(done, total, str(row["name"]))
         return drawn
     from alphahat.engine.executors import ProcessExecutor, TaskFailure
 
-    pool = ProcessExecutor(min(workers, total), threads=1, preload=("alphahat.html_report",))
+    pool = ProcessExecutor(workers, threads=1, preload=("alphahat.html_report",))
     tasks = [(_one_layer(report, str(r["name"])), dict(r), dpi) for r in rows]
     out: list[list[str]] = [[] for _ in rows]
     for done, (index, outcome) in enumerate(pool.map_unordered(_draw_task, tasks), 1):
@@ -217,7 +241,8 @@ def report_html(
         diagnostics: which layers get fit-diagnostics figures (:func:`select_diagnostic_layers`).
         max_diagnostics: the cap of ``"auto"`` (each figure adds ≈ 25 kB).
         dpi: resolution of the figures.
-        workers: processes that draw the layers' figures (1: in this process).
+        workers: processes that draw the layers' figures (1: in this process; at most one
+            per :data:`FIGURES_PER_WORKER` layers).
         progress: a progress bar over the figures on stderr.
     """
     if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
@@ -230,7 +255,8 @@ def report_html(
     names = select_diagnostic_layers(report.details, evals.keys(), diagnostics, max_diagnostics)
     anchors = set(names)
     summary = report.summary()
-    rows = report.details.set_index("name", drop=False).loc[names].to_dict("records")
+    frame = report.details.set_index("name", drop=False).loc[names]
+    rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
     with progress_bar(progress, len(rows) + 1, description="drawing figures") as update:
         model_figures = _model_figures(report, dpi)
         if update is not None:

@@ -89,7 +89,7 @@ def report(
             title=title,
             diagnostics=choice,
             max_diagnostics=max_diagnostics,
-            workers=int(values.get("workers") or 1),
+            workers=_figure_workers(values),
             progress=not quiet,
         )
     except (AlphahatError, ValueError) as exc:
@@ -105,3 +105,15 @@ def report(
             note(f"wrote {output} ({len(page.encode('utf-8')) / 1e6:.2f} MB)")
     if result.summary().model.num_layers == 0:
         fail("no layer could be analysed (the report says why)", EXIT_NO_LAYERS)
+
+
+def _figure_workers(values: dict[str, Any]) -> int:
+    """Processes for the figures: those of ``-j`` if given, else one per core.
+
+    (Drawing is single-threaded Python: only processes use the cores; the analysis, by default
+    in this process, uses them through its BLAS threads.)
+    """
+    from alphahat.engine.executors import available_cores
+
+    given = values.get("workers")
+    return int(given) if given else available_cores()

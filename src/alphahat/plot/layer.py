@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ from alphahat.plot._mpl import (
     HIST_COLOR,
     XMAX_COLOR,
     axes_or_new,
+    empty_axes,
     figure_or_new,
     short_title,
 )
@@ -193,7 +194,7 @@ def _mark_xmin_xmax(ax: Axes, fit: LayerFit, log10: bool = False) -> None:
         line.set_gid(XMAX_LINE_GID)
 
 
-def _legend(ax: Axes, show: bool, loc: str) -> None:
+def _legend(ax: Axes, show: bool, loc: Literal["upper right", "upper left", "best"]) -> None:
     """A small legend at ``loc``, its frame opaque enough to read over the data (if ``show``)."""
     if show:
         ax.legend(fontsize=7, loc=loc, framealpha=0.85)
@@ -585,14 +586,15 @@ def fit_diagnostics(
     """The four views of a fit: log-log, lin-lin and log-lin ESD, and D vs x_min (2 × 2).
 
     One legend for the four panels (they draw the same ESD, law and x_min / x_max markers),
-    in a row above them, off the data.
+    in a row above them, off the data. ``fig``: a figure to draw on; one that this function
+    drew before is reused as it is (its axes emptied, not made again: half the drawing time),
+    any other is cleared.
     """
     fit = as_layer_fit(eigenvalues, fit, evals_threshold)
     x = _shown(eigenvalues, fit)
-    fig = figure_or_new(fig, width, height, suptitle=bool(title))
-    top = fig.subplotpars.top - LEGEND_ROW / height
-    fig.subplots_adjust(top=top)
-    axes = fig.subplots(2, 2)
+    fig, axes = _diagnostics_axes(fig, width, height, bool(title))
+    top = fig.subplotpars.top
+    height = fig.get_figheight()
     esd_log_log_plot(x, fit, ax=axes[0, 0], legend=False)
     esd_linear_plot(x, fit, ax=axes[0, 1], legend=False)
     esd_log_linear_plot(x, fit, ax=axes[1, 0], legend=False)
@@ -606,6 +608,24 @@ def fit_diagnostics(
     if title:
         fig.suptitle(short_title(title), fontsize=11)
     return fig
+
+
+def _diagnostics_axes(
+    fig: Figure | None, width: float, height: float, suptitle: bool
+) -> tuple[Figure, Any]:
+    """The 2 × 2 axes of :func:`fit_diagnostics` on ``fig`` (a new figure when None).
+
+    The figure's own axes, emptied (:func:`empty_axes`), when ``fig`` was drawn by it before
+    with the same room for a title; else new axes.
+    """
+    if fig is not None and getattr(fig, "_alphahat_diagnostics", None) == suptitle:
+        fig.legends.clear()
+        return fig, np.array([empty_axes(ax) for ax in fig.axes], dtype=object).reshape(2, 2)
+    fig = figure_or_new(fig, width, height, suptitle=suptitle)
+    fig.subplots_adjust(top=fig.subplotpars.top - LEGEND_ROW / height)
+    axes = fig.subplots(2, 2)
+    fig._alphahat_diagnostics = suptitle  # type: ignore[attr-defined]
+    return fig, axes
 
 
 __all__ = [
