@@ -217,6 +217,37 @@ def _lin_bins(x: FloatArray, bins: int) -> list[float]:
     return edges
 
 
+def step_histogram(
+    ax: Axes,
+    values: FloatArray,
+    edges: list[float],
+    *,
+    weights: FloatArray | None = None,
+    density: bool = False,
+    label: str = "",
+) -> FloatArray:
+    """A filled step histogram of ``values`` on ``edges`` (one patch); returns the heights.
+
+    Draws what ``ax.hist(..., histtype="stepfilled")`` draws, without its walk over every
+    vertex of the patch for the data limits (a third of building a figure): the limits are the
+    outline's corners.
+    """
+    from matplotlib.patches import Polygon
+
+    heights, _ = np.histogram(values, bins=edges, weights=weights, density=density)
+    outline = np.column_stack(
+        [np.repeat(edges, 2), np.concatenate([[0.0], np.repeat(heights, 2), [0.0]])]
+    )
+    patch = Polygon(
+        outline, closed=True, facecolor=HIST_COLOR, edgecolor="none", alpha=0.55, label=label
+    )
+    patch.sticky_edges.y.append(0.0)  # the bars stand on the axis, as hist's
+    ax.add_artist(patch)
+    ax.update_datalim(outline)
+    ax.autoscale_view()
+    return np.asarray(heights, dtype=np.float64)
+
+
 def _draw_esd_with_fit(
     ax: Axes,
     values: FloatArray,
@@ -226,15 +257,7 @@ def _draw_esd_with_fit(
     density: Callable[[FloatArray], FloatArray],
 ) -> None:
     """Histogram (density) of ``values`` on ``edges``; the fitted law on ``grid`` if fitted."""
-    ax.hist(
-        values,
-        bins=edges,
-        density=True,
-        histtype="stepfilled",
-        color=HIST_COLOR,
-        alpha=0.55,
-        label="ESD",
-    )
+    step_histogram(ax, values, edges, density=True, label="ESD")
     if fit.fitted:
         law = "truncated power law" if fit.truncated is not None else "power law"
         (line,) = ax.plot(
@@ -460,15 +483,7 @@ def mp_fit_plot(
     edges: list[float] = np.linspace(lower, upper, bins + 1).tolist()
     in_view = x[(x >= lower) & (x <= upper)]
     weights = np.full(in_view.size, 1.0 / (x.size * (edges[1] - edges[0])))
-    heights, _, _ = ax.hist(  # stepfilled: one patch, not one per bin (5× faster to draw)
-        in_view,
-        bins=edges,
-        weights=weights,
-        histtype="stepfilled",
-        color=HIST_COLOR,
-        alpha=0.55,
-        label="ESD",
-    )
+    heights = step_histogram(ax, in_view, edges, weights=weights, label="ESD")
     grid = np.linspace(lo_edge, hi_edge, 400)
     spikes = x[x > spike_edge]
     bulk_fraction = 1.0 - spikes.size / x.size
