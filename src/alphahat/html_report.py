@@ -150,17 +150,20 @@ def _drawn_layers(
             if update is not None:
                 update(done, total, str(row["name"]))
         return drawn
-    from alphahat.engine.executors import ProcessExecutor, TaskFailure
+    from alphahat.engine.executors import ProcessExecutor, TaskFailure, WorkerStartError
 
     pool = ProcessExecutor(workers, threads=1, preload=("alphahat.html_report",))
     tasks = [(_one_layer(report, str(r["name"])), dict(r), dpi) for r in rows]
     out: list[list[str]] = [[] for _ in rows]
-    for done, (index, outcome) in enumerate(pool.map_unordered(_draw_task, tasks), 1):
-        if isinstance(outcome, TaskFailure):
-            outcome = [f"<p class='note'>No figures: {html.escape(outcome.reason)}</p>"]
-        out[index] = outcome
-        if update is not None:
-            update(done, total, str(rows[index]["name"]))
+    try:
+        for done, (index, outcome) in enumerate(pool.map_unordered(_draw_task, tasks), 1):
+            if isinstance(outcome, TaskFailure):
+                outcome = [f"<p class='note'>No figures: {html.escape(outcome.reason)}</p>"]
+            out[index] = outcome
+            if update is not None:
+                update(done, total, str(rows[index]["name"]))
+    except WorkerStartError:  # no process could start: draw them here
+        return _drawn_layers(report, rows, dpi, 1, update)
     return out
 
 
