@@ -3,7 +3,7 @@
 Checks that the page loads with no console errors and no network requests (only the file itself
 and data: URIs), that clicking a column header sorts the table (and a second click reverses it),
 that a layer link opens its drill-down, and saves a screenshot. Skipped only where Chromium or
-chromedriver is not installed (``scripts/install-browser.sh`` installs the Debian packages).
+chromedriver is not installed (``scripts/install-test-tools.sh`` installs the Debian packages).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _find_browser() -> tuple[str, str]:
     if not browser or not driver:
         pytest.skip(
             "Chromium or chromedriver not found (install the Debian packages chromium and "
-            "chromium-driver, e.g. with scripts/install-browser.sh)"
+            "chromium-driver, e.g. with scripts/install-test-tools.sh)"
         )
     return browser, driver
 
@@ -126,7 +126,7 @@ def test_report_in_headless_chromium(browser: Any, report_file: Path, tmp_path: 
 
     # sorting: click the alpha header → ascending, again → descending; missing values last
     headers = browser.find_elements(By.CSS_SELECTOR, "#layers thead th")
-    names = [h.text.strip().split()[0] for h in headers]
+    names = [h.get_attribute("textContent").strip().split()[0] for h in headers]
     col = names.index("alpha")
     original = _as_numbers(_column_values(browser, "layers", col))
     assert original != sorted(original), "the test needs a table that is not already sorted"
@@ -187,4 +187,96 @@ def test_report_in_headless_chromium(browser: Any, report_file: Path, tmp_path: 
     keep = os.environ.get("ALPHAHAT_KEEP_SCREENSHOTS")  # a folder, to look at them
     if keep:
         for path in (top, shot):
+            shutil.copy(path, Path(keep) / path.name)
+
+
+def _layout(driver: Any) -> dict[str, Any]:
+    """Widths, the name column's place and the row heights of the page as drawn."""
+    result: dict[str, Any] = driver.execute_script(
+        """
+        var table = document.getElementById("layers"), wrap = table.parentElement;
+        var head = table.querySelectorAll("thead th");
+        var nameCol = Array.prototype.findIndex.call(head, function (th) {
+          return th.textContent.trim().indexOf("name") === 0;
+        });
+        function box(el) { var r = el.getBoundingClientRect();
+          return {left: r.left, right: r.right, width: r.width, height: r.height}; }
+        var rows = Array.prototype.map.call(table.tBodies[0].rows, function (row) {
+          return {cls: row.className, height: box(row).height,
+                  name: box(row.cells[nameCol])};
+        });
+        return {inner: window.innerWidth, body: document.body.scrollWidth,
+                page: document.documentElement.scrollWidth, wrap: box(wrap),
+                wrapScroll: wrap.scrollWidth, table: box(table), nameCol: nameCol,
+                nameHead: box(head[nameCol]), rows: rows,
+                shown: Array.prototype.filter.call(head, function (th) {
+                  return th.offsetParent !== null; }).length,
+                columns: head.length};
+        """
+    )
+    return result
+
+
+def test_report_layout_at_1400_and_900_px(browser: Any, report_file: Path, tmp_path: Path) -> None:
+    """The page never scrolls sideways; the name column stays in view; rows are one line."""
+    from selenium.webdriver.common.by import By
+
+    shots = []
+    try:
+        for width in (1400, 900):
+            browser.set_window_size(width, 1000)
+            browser.get(report_file.resolve().as_uri())
+            layout = _layout(browser)
+            inner = layout["inner"]
+            # the page body never needs a horizontal scroll (only the table's own box may)
+            assert layout["body"] <= inner and layout["page"] <= inner, (width, layout)
+            name = layout["nameHead"]
+            assert layout["wrap"]["left"] <= name["left"] and name["right"] <= inner
+            # flagged rows (a failed fit with its long reason, warnings) are no taller
+            heights = [r["height"] for r in layout["rows"]]
+            assert {r["cls"] for r in layout["rows"]} >= {"", "bad"}
+            assert max(heights) - min(heights) < 2, layout["rows"]
+            if width == 1400:  # the compact columns fit the page: no scroll at all
+                assert layout["wrapScroll"] <= layout["wrap"]["width"] + 1, layout
+                assert layout["shown"] < layout["columns"]
+            browser.execute_script(
+                "window.scrollTo(0, document.getElementById('layers-heading')"
+                ".getBoundingClientRect().top + window.scrollY - 10);"
+            )
+            shot = tmp_path / f"report-layers-{width}.png"
+            browser.save_screenshot(str(shot))
+            shots.append(shot)
+            # every column on demand; the table scrolls in its box, the name stays in view
+            browser.find_element(By.CSS_SELECTOR, "input[data-all-columns='layers']").click()
+            browser.execute_script(
+                "var w = document.getElementById('layers').parentElement;"
+                "w.scrollLeft = w.scrollWidth;"
+            )
+            layout = _layout(browser)
+            assert layout["shown"] == layout["columns"]
+            assert layout["body"] <= inner and layout["page"] <= inner, (width, layout)
+            assert layout["wrapScroll"] > layout["wrap"]["width"], "all columns are wider"
+            for row in layout["rows"]:
+                cell = row["name"]
+                assert layout["wrap"]["left"] - 1 <= cell["left"] < cell["right"] <= inner
+            heights = [r["height"] for r in layout["rows"]]
+            assert max(heights) - min(heights) < 2
+            shot = tmp_path / f"report-all-columns-{width}.png"
+            browser.save_screenshot(str(shot))
+            shots.append(shot)
+            # the provenance is tables of text, not JSON: the BLAS row is a nested table
+            blas = browser.find_element(
+                By.XPATH, "//table[@id='provenance']/tbody/tr[th='blas']/td"
+            )
+            assert blas.find_elements(By.CSS_SELECTOR, "table.kv th")
+            assert '{"' not in blas.text and "version" in blas.text
+            browser.execute_script("arguments[0].scrollIntoView();", blas)
+            shot = tmp_path / f"report-provenance-{width}.png"
+            browser.save_screenshot(str(shot))
+            shots.append(shot)
+    finally:
+        browser.set_window_size(1400, 1000)
+    keep = os.environ.get("ALPHAHAT_KEEP_SCREENSHOTS")
+    if keep:
+        for path in shots:
             shutil.copy(path, Path(keep) / path.name)

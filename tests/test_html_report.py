@@ -268,3 +268,54 @@ def test_report_command_from_a_saved_json_report(minilm_block: Any, tmp_path: Pa
     result = CliRunner().invoke(app, ["report", str(broken), "-o", str(out), "-q"])
     assert result.exit_code == 2
     assert "error" in result.output
+
+
+def test_reused_figures_draw_what_new_figures_draw(minilm_block: Any) -> None:
+    """The report draws every layer on the same two figures: the pixels equal a fresh figure's."""
+    from PIL import Image
+
+    from alphahat.html_report import layer_figures
+    from alphahat.plot import figure_data_uri
+
+    def pixels(fig: Any) -> np.ndarray:
+        data = base64.b64decode(figure_data_uri(fig, dpi=40, colors=32).split(",", 1)[1])
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+
+    rows = minilm_block.details.to_dict("records")
+    reuse: dict[str, Any] = {}
+    for row in rows[:3]:
+        reused = [pixels(fig) for _, fig in layer_figures(minilm_block, row, reuse=reuse)]
+        fresh = [pixels(fig) for _, fig in layer_figures(minilm_block, row)]
+        assert len(reused) == len(fresh) == 2
+        for a, b in zip(reused, fresh, strict=True):
+            assert a.shape == b.shape and np.array_equal(a, b), row["name"]
+    assert set(reuse) == {"diagnostics", "mp"}
+
+
+def test_figures_drawn_on_worker_processes_are_the_same(
+    minilm_block: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``workers=2`` (two processes, each sent its layers) writes the page one process writes."""
+    from alphahat import html_report
+
+    serial = report_html(minilm_block, diagnostics="all", dpi=30)
+    monkeypatch.setattr(html_report, "FIGURES_PER_WORKER", 1)  # 2 workers for these 6 layers
+    ticks: list[tuple[int, int]] = []
+    monkeypatch.setattr(html_report, "progress_bar", _recording_bar(ticks))
+    parallel = report_html(minilm_block, diagnostics="all", dpi=30, workers=2, progress=True)
+    assert parallel == serial
+    assert parallel.count('alt="fit diagnostics of') == len(minilm_block.details) == 6
+    # the bar: the model figures, then each layer as it comes back
+    assert ticks[0] == (1, 7) and sorted(ticks) == [(i, 7) for i in range(1, 8)]
+
+
+def _recording_bar(ticks: list[tuple[int, int]]) -> Any:
+    import contextlib
+
+    @contextlib.contextmanager
+    def bar(enabled: bool, total: int | None, **_: Any) -> Any:
+        assert enabled and total == 7
+        yield lambda done, total, name: ticks.append((done, total))
+
+    return bar

@@ -608,3 +608,35 @@ def test_figures_fit_the_sample_the_table_fitted_on_huge_rank_deficient_layers(t
     assert naive.n != fit.n
     saved = save_plots(report, tmp_path, kinds=["log-log"])
     assert len(saved.files) == 1 and not saved.skipped
+
+
+def test_legends_are_off_the_data(minilm_small: Any) -> None:
+    """The diagnostics figure: one legend in a row above the panels; the log-log panel alone:
+    its legend covers none of the drawn ESD or fitted line, over an opaque-enough frame."""
+    _, evals = _layer(minilm_small, "linear")
+    fig = fit_diagnostics(evals, width=8.0, height=5.6)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[0] == "ESD" and any(t.startswith("power law") for t in texts)
+    for ax in fig.axes:  # above every panel and its title
+        assert box.y0 >= ax.get_tightbbox(renderer).y1 - 1
+    assert box.y1 <= fig.bbox.y1 and box.x0 >= 0 and box.x1 <= fig.bbox.x1
+
+    ax = esd_log_log_plot(evals)
+    ax.figure.canvas.draw()
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_frame().get_alpha() >= 0.8
+    box = legend.get_window_extent(ax.figure.canvas.get_renderer())
+    line = _line(ax, FIT_LINE_GID)
+    points = ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+    heights = ax.patches[0].get_path().vertices
+    points = np.vstack([points, ax.transData.transform(heights[np.isfinite(heights).all(1)])])
+    inside = (
+        (points[:, 0] > box.x0) & (points[:, 0] < box.x1)
+        & (points[:, 1] > box.y0) & (points[:, 1] < box.y1)
+    )  # fmt: skip
+    assert not inside.any(), points[inside]

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from alphahat._version import __version__
+from alphahat.engine.progress import ProgressCallback, progress_bar
 from alphahat.report.html import (
     DEFAULT_MAX_DIAGNOSTICS,
     DiagnosticsChoice,
@@ -42,15 +44,23 @@ if TYPE_CHECKING:
 
 #: Palette colours of a layer's thumbnails (model figures get twice as many).
 THUMBNAIL_COLORS = 32
+#: Worker processes draw figures only when each gets at least this many layers (starting one,
+#: with its imports, costs about as much as drawing four layers).
+FIGURES_PER_WORKER = 4
 
 
-def layer_figures(report: Report, row: Mapping[str, Any]) -> list[tuple[str, Figure | str]]:
+def layer_figures(
+    report: Report, row: Mapping[str, Any], reuse: dict[str, Figure] | None = None
+) -> list[tuple[str, Figure | str]]:
     """The drill-down figures of one layer: (what, figure), or (what, why there is none).
 
     The diagnostics draw the layer's fit (see the module docstring); the MP figure the
-    analysis' MP fit when ``mp_fit`` was on, else an MP fit of the same eigenvalues.
+    analysis' MP fit when ``mp_fit`` was on, else an MP fit of the same eigenvalues. With
+    ``reuse`` (a dict this function fills), the figures of the previous call are drawn on again
+    (:func:`alphahat.plot._mpl.empty_axes`): the figures returned before are then overwritten.
     """
     from alphahat.plot import fit_diagnostics, mp_fit_plot, new_figure
+    from alphahat.plot._mpl import empty_axes
     from alphahat.plot.save import layer_inputs
 
     name = str(row["name"])
@@ -60,42 +70,123 @@ def layer_figures(report: Report, row: Mapping[str, Any]) -> list[tuple[str, Fig
         inputs = layer_inputs(report, row, evals, "mp-fit")  # the fit and the MP fit
     except (ValueError, ArithmeticError) as exc:
         return [(what, f"No {what} figure: {exc}") for what in ("diagnostics", "MP")]
+    cache: dict[str, Figure] = {} if reuse is None else reuse
     try:
-        fig = fit_diagnostics(evals, inputs["fit"], width=8.0, height=5.6)
+        fig = fit_diagnostics(
+            evals, inputs["fit"], fig=cache.get("diagnostics"), width=8.0, height=5.6
+        )
+        cache["diagnostics"] = fig
         out.append(("fit diagnostics", fig))
     except (ValueError, ArithmeticError) as exc:
         out.append(("fit diagnostics", f"No diagnostics figure: {exc}"))
     try:
-        figure = new_figure(5.0, 3.6)
-        mp_fit_plot(evals, inputs["mp_fit"], ax=figure.add_subplot())
+        figure = cache.get("mp")
+        if figure is None:
+            figure = cache["mp"] = new_figure(5.0, 3.6)
+            figure.add_subplot()
+        mp_fit_plot(evals, inputs["mp_fit"], ax=empty_axes(figure.axes[0]))
         out.append(("Marchenko–Pastur fit", figure))
     except (ValueError, ArithmeticError, TypeError) as exc:
         out.append(("Marchenko–Pastur fit", f"No MP figure: {exc}"))
     return out
 
 
-def _diagnostic_section(
-    report: Report, names: Sequence[str], num_available: int, dpi: float, capped: bool
-) -> str:
+def layer_figures_html(
+    report: Report, row: Mapping[str, Any], dpi: float, reuse: dict[str, Figure] | None = None
+) -> list[str]:
+    """The drill-down of one layer as HTML: a ``<figure>`` per drawn figure, a note per other.
+
+    Each figure of :func:`layer_figures` (on the figures in ``reuse``), as a palette PNG data
+    URI at ``dpi``.
+    """
     from alphahat.plot import figure_data_uri
 
+    name = str(row["name"])
+    parts: list[str] = []
+    for what, drawn in layer_figures(report, row, reuse=reuse):
+        if isinstance(drawn, str):
+            parts.append(f"<p class='note'>{html.escape(drawn)}</p>")
+        else:
+            uri = figure_data_uri(drawn, dpi=dpi, colors=THUMBNAIL_COLORS)
+            parts.append(figure_html(uri, f"{what} of {name}"))
+    return parts
+
+
+def _one_layer(report: Report, name: str) -> Report:
+    """``report`` cut down to what one layer's figures need (sent to a worker process)."""
+    fits = {name: report.fits[name]} if name in report.fits else {}
+    return replace(
+        report,
+        details=report.details.iloc[0:0],
+        coverage=report.coverage.iloc[0:0],
+        provenance={},
+        eigenvalues={name: report.eigenvalues[name]},
+        fits=fits,
+        run_info={},
+    )
+
+
+#: The figures a worker process draws every layer on (one process, one layer at a time).
+_WORKER_FIGURES: dict[str, Figure] = {}
+
+
+def _draw_task(task: tuple[Report, dict[str, Any], float]) -> list[str]:
+    """A worker's task: :func:`layer_figures_html` of one layer."""
+    return layer_figures_html(*task, reuse=_WORKER_FIGURES)
+
+
+def _drawn_layers(
+    report: Report,
+    rows: Sequence[Mapping[str, Any]],
+    dpi: float,
+    workers: int,
+    update: ProgressCallback | None,
+) -> list[list[str]]:
+    """:func:`layer_figures_html` of each row, in order; on ``workers`` processes when > 1."""
+    total = len(rows)
+    workers = min(workers, total // FIGURES_PER_WORKER)  # a process costs ≈ 4 layers' figures
+    if workers <= 1:
+        drawn = []
+        reuse: dict[str, Figure] = {}
+        for done, row in enumerate(rows, 1):
+            drawn.append(layer_figures_html(report, row, dpi, reuse))
+            if update is not None:
+                update(done, total, str(row["name"]))
+        return drawn
+    from alphahat.engine.executors import ProcessExecutor, TaskFailure, WorkerStartError
+
+    pool = ProcessExecutor(workers, threads=1, preload=("alphahat.html_report",))
+    tasks = [(_one_layer(report, str(r["name"])), dict(r), dpi) for r in rows]
+    out: list[list[str]] = [[] for _ in rows]
+    try:
+        for done, (index, outcome) in enumerate(pool.map_unordered(_draw_task, tasks), 1):
+            if isinstance(outcome, TaskFailure):
+                outcome = [f"<p class='note'>No figures: {html.escape(outcome.reason)}</p>"]
+            out[index] = outcome
+            if update is not None:
+                update(done, total, str(rows[index]["name"]))
+    except WorkerStartError:  # no process could start: draw them here
+        return _drawn_layers(report, rows, dpi, 1, update)
+    return out
+
+
+def _diagnostic_section(
+    report: Report,
+    names: Sequence[str],
+    num_available: int,
+    capped: bool,
+    drawn: Sequence[Sequence[str]],
+) -> str:
     records: list[dict[str, Any]] = report.details.to_dict("records")  # type: ignore[assignment]
     by_name = {str(r["name"]): r for r in records}
     blocks: list[str] = []
-    for name in names:
+    for name, figures in zip(names, drawn, strict=True):
         row = by_name[name]
         layer_id = int(row["layer_id"])
         heading = (
             f"{layer_id}: {name} — {row['kind']} {row['N']}×{row['M']}, "
             f"α = {format_cell(row['alpha'])}, D = {format_cell(row['D'])}, {row['status']}"
         )
-        figures = []
-        for what, drawn in layer_figures(report, row):
-            if isinstance(drawn, str):
-                figures.append(f"<p class='note'>{html.escape(drawn)}</p>")
-            else:
-                uri = figure_data_uri(drawn, dpi=dpi, colors=THUMBNAIL_COLORS)
-                figures.append(figure_html(uri, f"{what} of {name}"))
         blocks.append(
             f'<details class="layer" id="{layer_anchor(layer_id)}">'
             f"<summary>{html.escape(heading)}</summary>"
@@ -173,6 +264,8 @@ def report_html(
     dpi: float = 72,
     training_journal: str | Path | None = None,
     traps: TrapAnalysis | None = None,
+    workers: int = 1,
+    progress: bool = False,
 ) -> str:
     """The self-contained HTML report of one model (see the module docstring).
 
@@ -187,15 +280,28 @@ def report_html(
             "During training" (the model means per step and the trend figures).
         traps: :func:`alphahat.analyze_traps` of the model: adds its section
             (:func:`traps_section`, a heat map per trap).
+        workers: processes that draw the layers' figures (1: in this process; at most one
+            per :data:`FIGURES_PER_WORKER` layers).
+        progress: a progress bar over the figures on stderr.
     """
     if not isinstance(max_diagnostics, int) or max_diagnostics < 0:
         raise ValueError(f"max_diagnostics must be an integer ≥ 0; got {max_diagnostics!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer ≥ 1; got {workers!r}")
     source = str(report.provenance.get("source", "")) or "model"
     title = title or f"alphahat report — {source}"
     evals = report.eigenvalues or {}
     names = select_diagnostic_layers(report.details, evals.keys(), diagnostics, max_diagnostics)
     anchors = set(names)
     summary = report.summary()
+    frame = report.details.set_index("name", drop=False).loc[names]
+    rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
+    with progress_bar(progress, len(rows) + 1, description="drawing figures") as update:
+        model_figures = _model_figures(report, dpi)
+        if update is not None:
+            update(1, len(rows) + 1, "model figures")
+        step = None if update is None else (lambda d, t, n: update(d + 1, t + 1, n))
+        drawn = _drawn_layers(report, rows, dpi, workers, step)
     if not evals:
         diag = (
             "<p class='note'>No per-layer figures: this report holds no eigenvalues "
@@ -204,7 +310,7 @@ def report_html(
         )
     else:
         capped = diagnostics == "auto" and len(names) < len(evals)
-        diag = _diagnostic_section(report, names, len(evals), dpi, capped)
+        diag = _diagnostic_section(report, names, len(evals), capped, drawn)
     blocks = blocks_section(report, dpi)
     nav = " · ".join(
         f'<a href="#{i}">{t}</a>'
@@ -236,7 +342,7 @@ alphahat {html.escape(str(report.provenance.get("alphahat_version", __version__)
 <nav>{nav}</nav></header>
 <section id="summary-section"><h2 id="summary">Model summary</h2>{summary.to_html()}</section>
 <section><h2 id="warnings">Warnings</h2>{warnings_section(report, anchors)}</section>
-<section><h2 id="figures">Model figures</h2>{_model_figures(report, dpi)}</section>
+<section><h2 id="figures">Model figures</h2>{model_figures}</section>
 {blocks}<section><h2 id="layers-heading">Layers</h2>
 <p class="muted">Click a column header to sort; click a layer name for its diagnostics.</p>
 {layer_table_html(report, anchors)}</section>
@@ -308,6 +414,7 @@ __all__ = [
     "THUMBNAIL_COLORS",
     "blocks_section",
     "layer_figures",
+    "layer_figures_html",
     "report_html",
     "traps_section",
     "write_html_report",

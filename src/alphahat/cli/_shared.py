@@ -43,6 +43,22 @@ def note(message: str) -> None:
     typer.echo(f"alphahat: {printable(message)}", err=True)
 
 
+def require_extras(*needs: tuple[str, str]) -> None:
+    """Fail now, before any work, when an optional module a command will need is missing.
+
+    Each need is (module, what needs it); the message is :func:`alphahat._imports.require`'s
+    one line with the extra to install.
+    """
+    from alphahat._imports import require
+    from alphahat.errors import MissingDependencyError
+
+    for module, purpose in needs:
+        try:
+            require(module, purpose)
+        except MissingDependencyError as exc:
+            fail(str(exc))
+
+
 def layer_specs(values: Iterable[str] | None) -> list[str]:
     """Repeated and comma-separated layer specs as one list."""
     return [part for value in values or [] for part in value.split(",") if part.strip()]

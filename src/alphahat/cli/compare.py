@@ -27,6 +27,7 @@ from alphahat.cli._shared import (
     option_values,
     output_format,
     print_table,
+    require_extras,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -173,6 +174,8 @@ def compare(
     from alphahat.pipeline.options import Integer, Number
 
     chosen = output_format(fmt, output)
+    if figures is not None or html_path is not None:  # before any analysis
+        require_extras(("matplotlib", "the comparison's figures (--figures, --html)"))
     num_bootstrap = checked_value("--bootstrap", bootstrap, Integer(minimum=0))
     level = checked_value("--confidence", confidence, Number(at_least=0.5, at_most=0.999))
     seed = checked_value("--seed", bootstrap_seed, Integer(minimum=0))

@@ -19,6 +19,7 @@ from alphahat.cli._shared import (
     nothing_analysed,
     option_message,
     option_values,
+    require_extras,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -71,6 +72,7 @@ def plot(
         formats = check_choice("plot format(s)", image_format or ["png"], PLOT_FORMATS)
     except ValueError as exc:
         fail(str(exc))
+    require_extras(("matplotlib", "plotting"))  # before any analysis
     resolution = checked_value("--dpi", dpi, Number(at_least=10, at_most=1200))
     values = option_values(options)
     if "randomized" in kinds:  # the figure draws the analysis' own shuffles

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ from alphahat.plot._mpl import (
     HIST_COLOR,
     XMAX_COLOR,
     axes_or_new,
+    empty_axes,
     figure_or_new,
     short_title,
 )
@@ -63,6 +64,8 @@ DrawableFit = LayerFit | PowerLawFit
 LAMBDA = "eigenvalue λ"
 LOG_LAMBDA = "log₁₀ λ"
 DENSITY = "density ρ(λ)"
+#: Height (inches) of the legend row above the panels of :func:`fit_diagnostics`.
+LEGEND_ROW = 0.3
 XMIN = "candidate xₘᵢₙ"
 
 
@@ -191,6 +194,12 @@ def _mark_xmin_xmax(ax: Axes, fit: LayerFit, log10: bool = False) -> None:
         line.set_gid(XMAX_LINE_GID)
 
 
+def _legend(ax: Axes, show: bool, loc: Literal["upper right", "upper left", "best"]) -> None:
+    """A small legend at ``loc``, its frame opaque enough to read over the data (if ``show``)."""
+    if show:
+        ax.legend(fontsize=7, loc=loc, framealpha=0.85)
+
+
 def _log_bins(x: FloatArray, bins: int) -> list[float]:
     lo, hi = float(x[0]), float(x[-1])
     if hi <= lo * (1 + 1e-12):
@@ -208,6 +217,37 @@ def _lin_bins(x: FloatArray, bins: int) -> list[float]:
     return edges
 
 
+def step_histogram(
+    ax: Axes,
+    values: FloatArray,
+    edges: list[float],
+    *,
+    weights: FloatArray | None = None,
+    density: bool = False,
+    label: str = "",
+) -> FloatArray:
+    """A filled step histogram of ``values`` on ``edges`` (one patch); returns the heights.
+
+    Draws what ``ax.hist(..., histtype="stepfilled")`` draws, without its walk over every
+    vertex of the patch for the data limits (a third of building a figure): the limits are the
+    outline's corners.
+    """
+    from matplotlib.patches import Polygon
+
+    heights, _ = np.histogram(values, bins=edges, weights=weights, density=density)
+    outline = np.column_stack(
+        [np.repeat(edges, 2), np.concatenate([[0.0], np.repeat(heights, 2), [0.0]])]
+    )
+    patch = Polygon(
+        outline, closed=True, facecolor=HIST_COLOR, edgecolor="none", alpha=0.55, label=label
+    )
+    patch.sticky_edges.y.append(0.0)  # the bars stand on the axis, as hist's
+    ax.add_artist(patch)
+    ax.update_datalim(outline)
+    ax.autoscale_view()
+    return np.asarray(heights, dtype=np.float64)
+
+
 def _draw_esd_with_fit(
     ax: Axes,
     values: FloatArray,
@@ -217,15 +257,7 @@ def _draw_esd_with_fit(
     density: Callable[[FloatArray], FloatArray],
 ) -> None:
     """Histogram (density) of ``values`` on ``edges``; the fitted law on ``grid`` if fitted."""
-    ax.hist(
-        values,
-        bins=edges,
-        density=True,
-        histtype="stepfilled",
-        color=HIST_COLOR,
-        alpha=0.55,
-        label="ESD",
-    )
+    step_histogram(ax, values, edges, density=True, label="ESD")
     if fit.fitted:
         law = "truncated power law" if fit.truncated is not None else "power law"
         (line,) = ax.plot(
@@ -242,6 +274,7 @@ def esd_log_log_plot(
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     bins: int = 100,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """Log-log ESD (density on log-spaced bins) with the fitted power law over [x_min, x_max].
 
@@ -258,8 +291,10 @@ def esd_log_log_plot(
     ax.set_yscale("log")
     ax.set_xlabel(LAMBDA + " (log scale)")
     ax.set_ylabel(DENSITY + " (log scale)")
-    ax.set_title(title if title is not None else f"log-log ESD: {_fit_title(fit)}", fontsize=10)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(
+        title if title is not None else f"log-log ESD: {_fit_title(fit)}", fontsize=10, y=1.0
+    )
+    _legend(ax, legend, "upper right")
     return ax
 
 
@@ -271,6 +306,7 @@ def esd_linear_plot(
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     bins: int = 100,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """Lin-lin ESD (density on equal bins) with the fitted power law and x_min, x_max marked."""
     fit = as_layer_fit(eigenvalues, fit, evals_threshold)
@@ -281,8 +317,10 @@ def esd_linear_plot(
     _mark_xmin_xmax(ax, fit)
     ax.set_xlabel(LAMBDA)
     ax.set_ylabel(DENSITY)
-    ax.set_title(title if title is not None else f"lin-lin ESD: {_fit_title(fit)}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(
+        title if title is not None else f"lin-lin ESD: {_fit_title(fit)}", fontsize=10, y=1.0
+    )
+    _legend(ax, legend, "upper right")
     return ax
 
 
@@ -294,6 +332,7 @@ def esd_log_linear_plot(
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     bins: int = 100,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """Log-lin ESD: histogram (density) of log₁₀ λ, with the fitted law and x_min, x_max marked.
 
@@ -313,8 +352,10 @@ def esd_log_linear_plot(
     _mark_xmin_xmax(ax, fit, log10=True)
     ax.set_xlabel(LOG_LAMBDA)
     ax.set_ylabel("density of log₁₀ λ")
-    ax.set_title(title if title is not None else f"log-lin ESD: {_fit_title(fit)}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(
+        title if title is not None else f"log-lin ESD: {_fit_title(fit)}", fontsize=10, y=1.0
+    )
+    _legend(ax, legend, "upper right")
     return ax
 
 
@@ -342,6 +383,7 @@ def ks_distance_plot(
     ax: Axes | None = None,
     evals_threshold: float = DEFAULT_EVALS_THRESHOLD,
     title: str | None = None,
+    legend: bool = True,
 ) -> Axes:
     """KS distance D for every candidate x_min of the fitted sample, with the fit's x_min and D.
 
@@ -361,8 +403,10 @@ def ks_distance_plot(
     ax.set_xscale("log")
     ax.set_xlabel(XMIN + " (log scale)")
     ax.set_ylabel("KS distance D")
-    ax.set_title(title if title is not None else f"D vs xₘᵢₙ: {_fit_title(fit)}", fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(
+        title if title is not None else f"D vs xₘᵢₙ: {_fit_title(fit)}", fontsize=10, y=1.0
+    )
+    _legend(ax, legend, "best")
     return ax
 
 
@@ -396,8 +440,8 @@ def alpha_vs_xmin_plot(
     ax.set_xscale("log")
     ax.set_xlabel(XMIN + " (log scale)")
     ax.set_ylabel("α")
-    ax.set_title(title if title is not None else "α vs xₘᵢₙ", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title if title is not None else "α vs xₘᵢₙ", fontsize=10, y=1.0)
+    _legend(ax, True, "upper left")
     return ax
 
 
@@ -440,15 +484,7 @@ def mp_fit_plot(
     edges: list[float] = np.linspace(lower, upper, bins + 1).tolist()
     in_view = x[(x >= lower) & (x <= upper)]
     weights = np.full(in_view.size, 1.0 / (x.size * (edges[1] - edges[0])))
-    heights, _, _ = ax.hist(  # stepfilled: one patch, not one per bin (5× faster to draw)
-        in_view,
-        bins=edges,
-        weights=weights,
-        histtype="stepfilled",
-        color=HIST_COLOR,
-        alpha=0.55,
-        label="ESD",
-    )
+    heights = step_histogram(ax, in_view, edges, weights=weights, label="ESD")
     grid = np.linspace(lo_edge, hi_edge, 400)
     spikes = x[x > spike_edge]
     bulk_fraction = 1.0 - spikes.size / x.size
@@ -494,8 +530,8 @@ def mp_fit_plot(
     ax.set_xlabel(LAMBDA)
     ax.set_ylabel(DENSITY)
     heading = f"MP fit: {int(mp_fit.num_spikes)} spikes"
-    ax.set_title(title if title is not None else heading, fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(title if title is not None else heading, fontsize=10, y=1.0)
+    _legend(ax, True, "upper right")
     return ax
 
 
@@ -548,8 +584,8 @@ def randomized_esd_plot(
     )
     ax.set_xlabel(LOG_LAMBDA)
     ax.set_ylabel("density of log₁₀ λ")
-    ax.set_title(title if title is not None else "original vs randomized ESD", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title if title is not None else "original vs randomized ESD", fontsize=10, y=1.0)
+    _legend(ax, True, "upper left")
     return ax
 
 
@@ -563,18 +599,50 @@ def fit_diagnostics(
     width: float = 10.0,
     height: float = 7.0,
 ) -> Figure:
-    """The four views of a fit: log-log, lin-lin and log-lin ESD, and D vs x_min (2 × 2)."""
+    """The four views of a fit: log-log, lin-lin and log-lin ESD, and D vs x_min (2 × 2).
+
+    One legend for the four panels (they draw the same ESD, law and x_min / x_max markers),
+    in a row above them, off the data. ``fig``: a figure to draw on; one that this function
+    drew before is reused as it is (its axes emptied, not made again: half the drawing time),
+    any other is cleared.
+    """
     fit = as_layer_fit(eigenvalues, fit, evals_threshold)
     x = _shown(eigenvalues, fit)
-    fig = figure_or_new(fig, width, height, suptitle=bool(title))
-    axes = fig.subplots(2, 2)
-    esd_log_log_plot(x, fit, ax=axes[0, 0])
-    esd_linear_plot(x, fit, ax=axes[0, 1])
-    esd_log_linear_plot(x, fit, ax=axes[1, 0])
-    ks_distance_plot(x, fit, ax=axes[1, 1])
+    fig, axes = _diagnostics_axes(fig, width, height, bool(title))
+    top = fig.subplotpars.top
+    height = fig.get_figheight()
+    esd_log_log_plot(x, fit, ax=axes[0, 0], legend=False)
+    # α and D once, on the first panel (not four times: text is most of the drawing time)
+    esd_linear_plot(x, fit, ax=axes[0, 1], legend=False, title="lin-lin ESD")
+    esd_log_linear_plot(x, fit, ax=axes[1, 0], legend=False, title="log-lin ESD")
+    ks_distance_plot(x, fit, ax=axes[1, 1], legend=False, title="D vs xₘᵢₙ")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:  # above the panels' titles
+        fig.legend(
+            handles, labels, loc="lower center", bbox_to_anchor=(0.5, top + 0.28 / height),
+            ncols=len(handles), fontsize=8, frameon=False, borderaxespad=0.0,
+        )  # fmt: skip
     if title:
         fig.suptitle(short_title(title), fontsize=11)
     return fig
+
+
+def _diagnostics_axes(
+    fig: Figure | None, width: float, height: float, suptitle: bool
+) -> tuple[Figure, Any]:
+    """The 2 × 2 axes of :func:`fit_diagnostics` on ``fig`` (a new figure when None).
+
+    The figure's own axes, emptied (:func:`empty_axes`), when ``fig`` was drawn by it before
+    with the same room for a title; else new axes.
+    """
+    if fig is not None and getattr(fig, "_alphahat_diagnostics", None) == suptitle:
+        fig.legends.clear()
+        return fig, np.array([empty_axes(ax) for ax in fig.axes], dtype=object).reshape(2, 2)
+    fig = figure_or_new(fig, width, height, suptitle=suptitle)
+    fig.subplots_adjust(top=fig.subplotpars.top - LEGEND_ROW / height)
+    axes = fig.subplots(2, 2)
+    fig._alphahat_diagnostics = suptitle  # type: ignore[attr-defined]
+    return fig, axes
 
 
 __all__ = [

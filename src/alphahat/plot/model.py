@@ -99,7 +99,10 @@ def correlation_flow_plot(
     bottom.set_xlabel("layer position (layer_id)")
     top.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=6, frameon=False)
     top.set_title(
-        short_title(title if title is not None else "correlation flow", 60), fontsize=10, loc="left"
+        short_title(title if title is not None else "correlation flow", 60),
+        fontsize=10,
+        loc="left",
+        y=1.0,
     )
     return fig
 
@@ -152,8 +155,8 @@ def metric_histograms_plot(
     left.axvspan(*ALPHA_BAND, color=BAND_COLOR, alpha=0.12, label=BAND_LABEL)
     _histogram(left, _finite(frame, "alpha"), bins, ALPHA_LABEL)
     _histogram(right, _finite(frame, "log_spectral_norm"), bins, LOG_LAMBDA_MAX)
-    left.set_title("α of fitted layers", fontsize=10)
-    right.set_title("log spectral norm", fontsize=10)
+    left.set_title("α of fitted layers", fontsize=10, y=1.0)
+    right.set_title("log spectral norm", fontsize=10, y=1.0)
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     if title:
@@ -216,10 +219,10 @@ def model_comparison_plot(
         axes[1, col].set_xlabel("relative depth (position / (layers − 1))")
         axes[1, col].set_ylabel(label)
         axes[0, col].legend(fontsize=7)
-    axes[0, 0].set_title("α histograms", fontsize=10)
-    axes[0, 1].set_title("log spectral norm histograms", fontsize=10)
-    axes[1, 0].set_title("α flow", fontsize=10)
-    axes[1, 1].set_title("log spectral norm flow", fontsize=10)
+    axes[0, 0].set_title("α histograms", fontsize=10, y=1.0)
+    axes[0, 1].set_title("log spectral norm histograms", fontsize=10, y=1.0)
+    axes[1, 0].set_title("α flow", fontsize=10, y=1.0)
+    axes[1, 1].set_title("log spectral norm flow", fontsize=10, y=1.0)
     if title:
         fig.suptitle(short_title(title), fontsize=11)
     return fig

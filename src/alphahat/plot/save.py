@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -133,18 +134,45 @@ def figure_data_uri(fig: Figure, *, dpi: float = 80, colors: int | None = None) 
 
 
 def _palette_png(fig: Figure, dpi: float, colors: int) -> bytes:
-    from matplotlib.ticker import NullLocator
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.ticker import FuncFormatter, NullLocator
     from PIL import Image  # a dependency of matplotlib
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":
                 axis.set_minor_locator(NullLocator())
-    image = Image.open(io.BytesIO(render_figure(fig, "png", dpi))).convert("RGB")
-    small = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+                axis.set_major_formatter(FuncFormatter(power_of_ten_label))
+    # drawn straight to pixels (no PNG encoded, then decoded, by savefig)
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # type: ignore[no-untyped-call]
+    width, height = canvas.get_width_height(physical=True)
+    pixels = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
+    image = Image.frombuffer("RGBA", (width, height), pixels, "raw", "RGBA", 0, 1)
+    # octree: 7× faster than median cut (and no "optimize" pass: 4× faster to encode), and the
+    # files are smaller
+    small = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.FASTOCTREE)
     out = io.BytesIO()
-    small.save(out, format="png", optimize=True)
+    small.save(out, format="png")
     return out.getvalue()
+
+
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def power_of_ten_label(value: float, _position: int | None = None) -> str:
+    """Tick label of a log axis in plain text: ``10⁻³`` for powers of ten, else ``%g``.
+
+    Plain Unicode instead of matplotlib's mathtext ``$10^{-3}$`` (parsed and laid out glyph
+    by glyph: a quarter of a thumbnail's drawing time).
+    """
+    if not math.isfinite(value) or value <= 0:
+        return ""
+    exponent = math.log10(value)
+    if abs(exponent - round(exponent)) < 1e-9:
+        return "10" + str(int(round(exponent))).translate(_SUPERSCRIPTS)
+    return f"{value:g}"
 
 
 def layer_figure(

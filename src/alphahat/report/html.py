@@ -51,6 +51,17 @@ table.sortable th::after { content: " \\2195"; color: var(--muted); font-size: 8
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; color: var(--fg); }
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; color: var(--fg); }
 tr.warn td { background: #fff8c5; } tr.bad td { background: #ffebe9; }
+table.layers { font-size: 13px; } table.layers td { white-space: nowrap; }
+table.layers th { white-space: normal; vertical-align: bottom; }
+.sticky { position: sticky; left: 0; z-index: 1; background: #fff;
+  box-shadow: 1px 0 0 var(--line); }
+th.sticky { background: var(--head); z-index: 2; }
+td.clip { max-width: 14em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+td.sticky.clip { max-width: 26em; }
+table.compact .extra { display: none; }
+.table-tools { margin: .2rem 0 .4rem; font-size: 90%; color: var(--muted); }
+table.kv { margin: 0; } table.kv th { font-weight: 600; background: none; }
+table.kv td, table.kv th { padding: .1rem .4rem; }
 .figures { display: flex; flex-wrap: wrap; gap: 1rem; }
 .figures figure { margin: 0; } img { max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 90%; }
@@ -108,6 +119,16 @@ _SCRIPT = """
       event.preventDefault(); sortTable(th);
     }
   });
+  function showColumns(box) {
+    var table = document.getElementById(box.getAttribute("data-all-columns"));
+    if (table) { table.classList.toggle("compact", !box.checked); }
+  }
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (box.matches && box.matches("input[data-all-columns]")) { showColumns(box); }
+  });
+  Array.prototype.forEach.call(  // a browser may restore a ticked box on reload
+    document.querySelectorAll("input[data-all-columns]"), showColumns);
   function openTarget() {
     var id = decodeURIComponent(window.location.hash.slice(1));
     var el = id ? document.getElementById(id) : null;
@@ -179,6 +200,8 @@ def sortable_table(
     links: Mapping[str, Sequence[str | None]] | None = None,
     row_classes: Sequence[str] | None = None,
     formatter: Callable[[Any], str] = format_cell,
+    column_classes: Mapping[str, str] | None = None,
+    table_classes: str = "",
 ) -> str:
     """HTML of ``frame`` as a table that sorts when a header is clicked (needs :func:`html_page`).
 
@@ -190,6 +213,11 @@ def sortable_table(
         links: per column, one ``href`` per row (None: no link) wrapped around that cell.
         row_classes: one CSS class per row (e.g. ``"warn"``, ``"bad"``, ``""``).
         formatter: display text of a cell value; the sort key is the raw value.
+        column_classes: CSS classes of a column's header and cells (``sticky``: stays in view
+            when the table scrolls sideways; ``clip``: one line, cut with an ellipsis, the
+            whole text in the cell's tooltip; ``extra``: hidden while the table is
+            ``compact``).
+        table_classes: more CSS classes of the table (e.g. ``compact``).
     """
     cols = list(frame.columns if columns is None else columns)
     missing = [c for c in cols if c not in frame.columns]
@@ -204,28 +232,38 @@ def sortable_table(
     if row_classes is not None and len(row_classes) != len(frame):
         raise ValueError(f"sortable_table: {len(row_classes)} row classes for {len(frame)} rows")
     numeric = {c: frame[c].dtype.kind in "iuf" for c in cols}
+    extra = dict(column_classes or {})
+
+    def classes(*names: str) -> str:
+        joined = " ".join(n for n in names if n)
+        return f' class="{html.escape(joined, quote=True)}"' if joined else ""
+
     head = "".join(
-        f'<th scope="col" tabindex="0" title="sort by {html.escape(c)}">{html.escape(c)}</th>'
+        f'<th scope="col" tabindex="0" title="sort by {html.escape(c)}"'
+        f"{classes(extra.get(c, ''))}>{html.escape(c).replace('_', '_<wbr>')}</th>"
         for c in cols
     )
     body: list[str] = []
     for i, row in enumerate(frame[cols].itertuples(index=False, name=None)):
         cells = []
         for col, value in zip(cols, row, strict=True):
-            text = html.escape(formatter(value))
+            shown = formatter(value)
+            text = html.escape(shown)
             href = links.get(col, [None] * len(frame))[i]
             if href is not None:
                 text = f'<a href="{html.escape(href, quote=True)}">{text}</a>'
-            cls = ' class="num"' if numeric[col] else ""
+            cls = classes("num" if numeric[col] else "", extra.get(col, ""))
+            clipped = "clip" in extra.get(col, "")
+            tip = f' title="{html.escape(shown, quote=True)}"' if clipped else ""
             key = html.escape(_sort_key(value), quote=True)
-            cells.append(f'<td{cls} data-value="{key}">{text}</td>')
+            cells.append(f'<td{cls}{tip} data-value="{key}">{text}</td>')
         rcls = row_classes[i] if row_classes is not None else ""
         rattr = f' class="{html.escape(rcls, quote=True)}"' if rcls else ""
         body.append(f"<tr{rattr}>{''.join(cells)}</tr>")
     tid = f' id="{html.escape(table_id, quote=True)}"' if table_id else ""
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return (
-        f'<div class="table-wrap"><table class="sortable"{tid}>{cap}'
+        f'<div class="table-wrap"><table{classes("sortable", table_classes)}{tid}>{cap}'
         f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table></div>"
     )
 
@@ -244,6 +282,11 @@ def figure_html(uri: str, alt: str, caption: str = "") -> str:
 REPORT_TABLE_COLUMNS = (
     "layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "alpha_weighted", "D", "xmin",
     "num_pl_spikes", "log_spectral_norm", "log_norm", "log_alpha_norm", "stable_rank", "entropy",
+    "warning", "status", "reason",
+)  # fmt: skip
+#: The columns shown before "all columns" is ticked (as the terminal's compact table).
+COMPACT_TABLE_COLUMNS = (
+    "layer_id", "name", "kind", "N", "M", "alpha", "alpha_weighted", "D", "log_spectral_norm",
     "warning", "status", "reason",
 )  # fmt: skip
 #: With ``diagnostics="auto"``, at most this many layers get fit-diagnostics figures.
@@ -363,25 +406,88 @@ def layer_table_html(report: Report, anchors: set[str]) -> str:
         "bad" if s != "fitted" else ("warn" if w else "")
         for s, w in zip(details["status"].tolist(), details["warning"].tolist(), strict=True)
     ]
-    return sortable_table(
-        details, columns, table_id="layers", links={"name": hrefs}, row_classes=classes
+    roles = {c: "" if c in COMPACT_TABLE_COLUMNS else "extra" for c in columns}
+    roles |= {"name": "sticky clip", "reason": "clip"}
+    hidden = sum(1 for role in roles.values() if role == "extra")
+    toggle = (
+        f'<p class="table-tools"><label><input type="checkbox" data-all-columns="layers"> '
+        f"all {len(columns)} columns</label> (the name stays in view when the table scrolls; "
+        f"CSV and JSON from <code>alphahat analyze -f csv|json</code> have every column)</p>"
+        if hidden
+        else ""
+    )
+    return toggle + sortable_table(
+        details,
+        columns,
+        table_id="layers",
+        links={"name": hrefs},
+        row_classes=classes,
+        column_classes=roles,
+        table_classes="layers compact",
     )
 
 
-def provenance_section(report: Report) -> str:
-    """Versions, files, hashes and options, as a table."""
-    import json
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | np.generic)
 
+
+def _records_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A list of flat records as a small table, one column per key."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_value_html(r.get(c, ''))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f'<table class="kv"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _value_html(value: Any) -> str:
+    """One provenance value as readable HTML: text, or nested tables for dicts and lists.
+
+    A dict of flat dicts (e.g. numpy's BLAS and LAPACK, each with name, version, …) is one
+    table with a row each; a list of flat dicts (the loaded BLAS libraries) too.
+    """
+    if _is_scalar(value):
+        return html.escape(format_cell(value) if value is not None else "—")
+    if isinstance(value, Mapping):
+        if all(v is None or (isinstance(v, list | tuple | dict) and not v) for v in value.values()):
+            # e.g. the layer filter's empty lists: none given
+            return "—"
+        inner = list(value.values())
+        if all(isinstance(v, Mapping) and all(map(_is_scalar, v.values())) for v in inner):
+            return _records_html([{"": k, **v} for k, v in value.items()])
+        rows = "".join(
+            f'<tr><th scope="row">{html.escape(str(k))}</th><td>{_value_html(v)}</td></tr>'
+            for k, v in value.items()
+        )
+        return f'<table class="kv"><tbody>{rows}</tbody></table>'
+    if isinstance(value, list | tuple):
+        if not value:
+            return "—"
+        if all(isinstance(v, Mapping) and all(map(_is_scalar, v.values())) for v in value):
+            return _records_html(list(value))
+        if all(map(_is_scalar, value)):
+            return html.escape(", ".join(format_cell(v) for v in value))
+        return "<br>".join(_value_html(v) for v in value)
+    return html.escape(str(value))
+
+
+def provenance_section(report: Report) -> str:
+    """Versions, files, hashes and options, as a table (nested values as nested tables)."""
     items = {**report.provenance, **{f"option {k}": v for k, v in report.options.items()}}
-    values = [
-        v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-        for v in items.values()
-    ]
-    frame = pd.DataFrame({"key": list(items), "value": values}, columns=["key", "value"])
-    return sortable_table(frame, table_id="provenance")
+    rows = "".join(
+        f'<tr><th scope="row">{html.escape(str(key))}</th><td>{_value_html(value)}</td></tr>'
+        for key, value in items.items()
+    )
+    return (
+        '<div class="table-wrap"><table id="provenance" class="kv">'
+        f"<thead><tr><th>key</th><th>value</th></tr></thead><tbody>{rows}</tbody></table></div>"
+    )
 
 
 __all__ = [
+    "COMPACT_TABLE_COLUMNS",
     "DEFAULT_MAX_DIAGNOSTICS",
     "REPORT_TABLE_COLUMNS",
     "figure_html",
