@@ -79,8 +79,9 @@ def report(
     """Write the HTML report: summary, warnings, figures, sortable layer table, diagnostics.
 
     MODEL may also be a JSON report saved by 'alphahat analyze -f json' (no per-layer figures
-    then: the JSON holds no eigenvalues). Every figure draws the fit of its layer's row. With
-    -j N the figures are drawn on N processes too (-j 2 on 2 cores: about 1.5x faster).
+    then: the JSON holds no eigenvalues). Every figure draws the fit of its layer's row. The
+    figures are drawn on one process per core (at most 8), or on N processes with -j N (which
+    also analyses on N).
     """
     from alphahat.analysis import analyze
     from alphahat.html_report import report_html
@@ -117,7 +118,7 @@ def report(
             max_diagnostics=cap,
             training_journal=training_journal,
             traps=found,
-            workers=int(values.get("workers") or 1),  # -j N: the figures too
+            workers=_figure_workers(values),
             progress=not quiet,
         )
     except (AlphahatError, ValueError) as exc:
@@ -133,6 +134,31 @@ def report(
             note(f"wrote {output} ({len(page.encode('utf-8')) / 1e6:.2f} MB)")
     if result.summary().model.num_layers == 0:
         fail("no layer could be analysed (the report says why)", EXIT_NO_LAYERS)
+
+
+#: The most processes ``report`` draws figures on when ``-j`` is not given.
+MAX_FIGURE_WORKERS = 8
+
+
+def _figure_workers(values: dict[str, Any]) -> int:
+    """Processes that draw the figures: ``-j N`` when given, else one per core (at most 8).
+
+    Drawing is most of a report's time and each layer's figures are independent, so by
+    default they use the machine's cores even when the analysis runs in this process; the page
+    is the same whatever the number (``tests/test_html_report.py``).
+    """
+    import os
+
+    import click
+
+    context = click.get_current_context(silent=True)
+    given = context is not None and context.get_parameter_source("workers") not in (
+        None,
+        click.core.ParameterSource.DEFAULT,
+    )
+    if given:
+        return int(values.get("workers") or 1)
+    return max(1, min(os.cpu_count() or 1, MAX_FIGURE_WORKERS))
 
 
 def _traps(model: str, values: dict[str, Any]) -> Any:
