@@ -133,6 +133,32 @@ def test_a_missing_output_folder_is_named_before_any_work(tmp_path):
     assert f"-o {output}: cannot write: the folder {output.parent} does not exist" in line
     line = one_error_line(invoke("report", str(model), "-o", str(output)))
     assert str(output.parent) in line
+    for args in (
+        ["traps", str(model), "-o", str(output)],
+        ["traps", str(model), "--html", str(output)],
+        ["randomize", str(model), "-o", str(output)],
+        ["weights", str(model), "-o", str(output)],
+        ["allocate", str(model), "-o", str(output)],
+    ):
+        assert str(output.parent) in one_error_line(invoke(*args)), args
+    assert "is a file" in one_error_line(invoke("weights", str(model), "--figures", str(model)))
+
+
+def test_quiet_leaves_stderr_empty(tmp_path):
+    """-q: no progress bar and no notes (not even "wrote FILE"), whichever command."""
+    rng = np.random.default_rng(0)
+    model = weights(
+        tmp_path / "m.npz", **{f"l{i}.w": rng.standard_normal((80, 40)) for i in range(3)}
+    )
+    for command, extra in (("analyze", ["-f", "csv"]), ("weights", ["--max-entries", "500"]),
+                           ("allocate", []), ("randomize", [])):  # fmt: skip
+        out = tmp_path / f"{command}.out"
+        done = invoke(command, str(model), "-o", str(out), "-q", *extra)
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stderr == "", (command, done.stderr)
+        assert out.stat().st_size > 0
+        loud = invoke(command, str(model), "-o", str(out), *extra)
+        assert f"wrote {out}" in loud.stderr, (command, loud.stderr)
 
 
 # --------------------------------------------------------------------------- options

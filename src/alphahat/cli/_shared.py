@@ -38,8 +38,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+#: Whether the running command was given ``-q/--quiet`` (set by :class:`Command`).
+_QUIET = {"on": False}
+
+
 def note(message: str) -> None:
-    """Print ``alphahat: message`` on stderr."""
+    """Print ``alphahat: message`` on stderr (nothing under ``-q``; errors use :func:`fail`)."""
+    if _QUIET["on"]:
+        return
     typer.echo(f"alphahat: {printable(message)}", err=True)
 
 
@@ -268,6 +274,13 @@ class Command(TyperCommand):
     ``alphahat analyze [OPTIONS] MODEL`` and ``MODEL  A .safetensors file…`` rather than
     typer's ``{MODEL}`` and ``MODEL <str>``; options are listed as typer lists them.
     """
+
+    def invoke(self, ctx: Any) -> Any:  # noqa: D102
+        _QUIET["on"] = bool(ctx.params.get("quiet", False))  # -q: no notes, whoever writes them
+        try:
+            return super().invoke(ctx)
+        finally:
+            _QUIET["on"] = False
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:  # noqa: D102
         pieces = [self.options_metavar] if self.options_metavar else []

@@ -24,6 +24,7 @@ from alphahat.cli._shared import (
     ModelArg,
     OutputOpt,
     QuietOpt,
+    check_output,
     emit,
     fail,
     note,
@@ -129,6 +130,20 @@ def _report(model: str, quiet: bool, options: dict[str, Any]) -> Any:
     return analyze(model, progress=not quiet, **values)
 
 
+def _check_parameters(method: str, parameters: dict[str, Any]) -> None:
+    """Check the method's parameters before any analysis, by the method itself.
+
+    It runs on a one-layer table, so a wrong value fails before the model is analysed, with
+    the message it would give after.
+    """
+    import pandas as pd
+
+    from alphahat.allocation import allocate as run
+
+    probe = pd.DataFrame({"name": ["probe"], "alpha": [3.0], "n_params": [1]})
+    run(probe, method, **parameters)
+
+
 @with_options(*ANALYSIS_OPTIONS, *(o for o in EXECUTION_OPTIONS if o != "resume"), *SOURCE_OPTIONS)
 def allocate(
     model: ModelArg,
@@ -158,9 +173,12 @@ def allocate(
     given = {"target": target, "epsilon": epsilon, "range_mode": range_mode, "low": low,
              "high": high, "total": total, "beta": beta, "groups": groups,
              "undefined": undefined}  # fmt: skip
+    check_output(output)
+    parameters = _parameters(method, given)
     try:
+        _check_parameters(method, parameters)  # before any analysis
         report = _report(model, quiet, options)
-        frame = run(report, method, **_parameters(method, given))
+        frame = run(report, method, **parameters)
     except OptionError as exc:
         name = exc.option.replace("_", "-")
         fail(exc.named(f"--{name}") if exc.option in given else option_message(exc))

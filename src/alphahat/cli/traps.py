@@ -14,6 +14,9 @@ from alphahat.cli._shared import (
     FormatOpt,
     ModelArg,
     OutputOpt,
+    QuietOpt,
+    check_output,
+    display_name,
     emit,
     fail,
     note,
@@ -21,6 +24,7 @@ from alphahat.cli._shared import (
     option_values,
     output_format,
     print_table,
+    require_extras,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -63,6 +67,7 @@ def traps(
         Path | None,
         typer.Option("--cleaned", metavar="FILE", help="Where --remove writes the safetensors."),
     ] = None,
+    quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
     """One row per correlation trap: where it sits in W and how concentrated it is."""
@@ -73,13 +78,18 @@ def traps(
         fail("--remove METHOD and --cleaned FILE go together")
     if remove is not None and remove not in REMOVAL_METHODS:
         fail(f"--remove must be one of {', '.join(REMOVAL_METHODS)}; got {remove!r}")
+    for flag, path in (("-o", output), ("--html", html), ("--cleaned", cleaned)):
+        check_output(path, flag)
+    if html is not None:
+        require_extras(("matplotlib", "the heat maps of --html"))  # before any analysis
     values = _source_values(option_values(options))
     try:
         result = analyze_traps(model, **values)
         if remove is not None and cleaned is not None:
             unsafe = bool(values.get("unsafe_load", False))
             remove_traps(model, result, method=remove, unsafe_load=unsafe).save(cleaned)  # type: ignore[arg-type]
-            note(f"wrote {cleaned}")
+            if not quiet:
+                note(f"wrote {cleaned}")
     except OptionError as exc:
         fail(option_message(exc))
     except (AlphahatError, ValueError, OSError) as exc:
@@ -87,10 +97,17 @@ def traps(
     if html is not None:
         from alphahat.html_report import write_traps_html
 
-        write_traps_html(result, html, title=f"Correlation traps — {model}")
-        note(f"wrote {html}")
-    if chosen == "table":
-        print_table(result.traps, _SHOWN, f"{model}: {len(result.traps)} trap rows")
+        try:
+            write_traps_html(result, html, title=f"Correlation traps — {display_name(model)}")
+        except OSError as exc:
+            fail(f"--html {html}: cannot write: {exc.strerror or exc}")
+        if not quiet:
+            note(f"wrote {html}")
+    if chosen == "table" and output is not None:
+        emit(result.traps.to_string(index=False) + "\n", output)
+    elif chosen == "table":
+        title = f"{display_name(model)}: {len(result.traps)} trap rows"
+        print_table(result.traps, _SHOWN, title)
         summary = result.summary.iloc[0]
         sys.stdout.write(
             f"\n{summary['num_traps']} traps in {summary['layers_with_traps']} of "
@@ -117,11 +134,13 @@ def randomize(
         Path,
         typer.Option("--output", "-o", metavar="FILE", help="The shuffled weights (safetensors)."),
     ],
+    quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
     """Write the element-shuffled weights that analyze --randomize uses, as safetensors."""
     from alphahat.traps import randomize_model
 
+    check_output(output)
     values = _source_values(option_values(options))
     try:
         shuffled = randomize_model(model, **values)
@@ -130,6 +149,7 @@ def randomize(
         fail(option_message(exc))
     except (AlphahatError, ValueError, OSError) as exc:
         fail(str(exc))
-    note(f"wrote {output}: {len(shuffled.weights)} layers, fingerprint {shuffled.fingerprint}")
+    if not quiet:
+        note(f"wrote {output}: {len(shuffled.weights)} layers, fingerprint {shuffled.fingerprint}")
     if not shuffled.weights:
         raise typer.Exit(EXIT_NO_LAYERS)

@@ -12,6 +12,10 @@ from alphahat.cli._shared import (
     FormatOpt,
     ModelArg,
     OutputOpt,
+    QuietOpt,
+    check_output,
+    checked_value,
+    display_name,
     emit,
     fail,
     note,
@@ -19,6 +23,7 @@ from alphahat.cli._shared import (
     option_values,
     output_format,
     print_table,
+    require_extras,
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
@@ -37,34 +42,43 @@ def weights(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     max_entries: Annotated[
-        int,
+        str,
         typer.Option(
             "--max-entries", metavar="N", help="Fit a seeded sample of N entries of larger layers."
         ),
-    ] = 100_000,
+    ] = "100000",
     figures: Annotated[
         Path | None,
         typer.Option(
             "--figures", metavar="DIR", help="Write a log-scale histogram per layer (PNG) to DIR."
         ),
     ] = None,
+    quiet: QuietOpt = False,
     **options: Any,
 ) -> None:
     """Fit each layer's entries by side: power law, exponential, log-normal, Laplace, Gaussian."""
+    from alphahat.pipeline.options import Integer
     from alphahat.weights import analyze_weights
 
     chosen = output_format(fmt, output)
+    entries = checked_value("--max-entries", max_entries, Integer(minimum=1))
+    check_output(output)
+    if figures is not None:
+        _check_folder(figures)
+        require_extras(("matplotlib", "the histograms of --figures"))  # before any analysis
     values = option_values(options)
     try:
-        result = analyze_weights(model, max_entries=max_entries, **values)
+        result = analyze_weights(model, max_entries=entries, **values)
     except OptionError as exc:
         fail(option_message(exc))
     except (AlphahatError, ValueError, OSError) as exc:
         fail(str(exc))
     if figures is not None:
-        _write_figures(result, figures)
-    if chosen == "table":
-        print_table(result.details, _SHOWN, f"{model}: weight entries")
+        _write_figures(result, figures, quiet)
+    if chosen == "table" and output is not None:
+        emit(result.details.to_string(index=False) + "\n", output)
+    elif chosen == "table":
+        print_table(result.details, _SHOWN, f"{display_name(model)}: weight entries")
     elif chosen == "csv":
         emit(result.to_csv(), output)
     else:
@@ -73,7 +87,20 @@ def weights(
         raise typer.Exit(EXIT_NO_LAYERS)
 
 
-def _write_figures(result: Any, directory: Path) -> None:
+def _check_folder(directory: Path) -> None:
+    """Fail before any work unless ``directory`` is, or can be made, a writable folder."""
+    import os
+
+    if directory.exists() and not directory.is_dir():
+        fail(f"--figures {directory}: is a file; give a folder")
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"--figures {directory}: cannot write in {existing}")
+
+
+def _write_figures(result: Any, directory: Path, quiet: bool) -> None:
     from alphahat.engine.files import write_atomic
     from alphahat.plot import render_figure
     from alphahat.plot.weights import weight_histogram_plot
@@ -87,4 +114,5 @@ def _write_figures(result: Any, directory: Path) -> None:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
         path = directory / f"{i:03d}-{safe}-weights.png"
         write_atomic(path, render_figure(ax.figure, "png", 80))  # type: ignore[arg-type]
-    note(f"wrote {len(result.samples)} figures to {directory}")
+    if not quiet:
+        note(f"wrote {len(result.samples)} figures to {directory}")
