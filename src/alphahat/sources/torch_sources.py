@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,11 @@ def safe_loader_available(version: str) -> bool:
 
 
 def load_torch_file(path: Path, unsafe_load: bool = False) -> WeightSource:
-    """A ``.pt/.bin/.pth`` file, loaded with ``weights_only=True`` unless ``unsafe_load``."""
+    """A ``.pt/.bin/.pth`` file, loaded with ``weights_only=True`` unless ``unsafe_load``.
+
+    Reached through :func:`alphahat.sources.open_source`, which keeps torch's warnings (as any
+    reader library's) from the user.
+    """
     open_regular_file(path).close()  # a FIFO or device would block torch.load
     torch = require("torch", f"reading {path.name}")
     if not unsafe_load and not safe_loader_available(str(torch.__version__)):
@@ -103,9 +106,7 @@ def load_torch_file(path: Path, unsafe_load: bool = False) -> WeightSource:
             "unsafe_load=True) if you trust this file."
         )
     try:
-        with warnings.catch_warnings():  # torch's warnings are not ours to print
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=True)
+        obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load, mmap=True)
     except RuntimeError as exc:
         if "mmap" not in str(exc):
             raise _load_error(path, exc, unsafe_load) from exc
@@ -130,9 +131,7 @@ def load_torch_file(path: Path, unsafe_load: bool = False) -> WeightSource:
 def _load_without_mmap(torch: Any, path: Path, unsafe_load: bool) -> Any:
     """Legacy (non-zip) files cannot be memory-mapped."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=not unsafe_load)
+        return torch.load(path, map_location="cpu", weights_only=not unsafe_load)
     except Exception as exc:
         raise _load_error(path, exc, unsafe_load) from exc
 
