@@ -141,6 +141,17 @@ def check_output(path: Path | None, flag: str = "-o") -> None:
         fail(f"{flag} {path}: cannot write: the folder {folder} is not writable")
 
 
+def check_output_folder(folder: Path, flag: str) -> None:
+    """Fail before any work unless ``folder`` is, or can be made, a writable folder."""
+    if folder.exists() and not folder.is_dir():
+        fail(f"{flag} {folder}: is a file; give a folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"{flag} {folder}: cannot write in {existing}")
+
+
 def table_columns(frame: Any, columns: str | None, wide: bool) -> list[str] | None:
     """The columns ``--columns``/``--wide`` ask for (None: the default set), checked."""
     from alphahat.cli._table import DERIVED_COLUMNS

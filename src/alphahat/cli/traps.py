@@ -88,8 +88,7 @@ def traps(
         if remove is not None and cleaned is not None:
             unsafe = bool(values.get("unsafe_load", False))
             remove_traps(model, result, method=remove, unsafe_load=unsafe).save(cleaned)  # type: ignore[arg-type]
-            if not quiet:
-                note(f"wrote {cleaned}")
+            note(f"wrote {cleaned}")
     except OptionError as exc:
         fail(option_message(exc))
     except (AlphahatError, ValueError, OSError) as exc:
@@ -101,8 +100,7 @@ def traps(
             write_traps_html(result, html, title=f"Correlation traps — {display_name(model)}")
         except OSError as exc:
             fail(f"--html {html}: cannot write: {exc.strerror or exc}")
-        if not quiet:
-            note(f"wrote {html}")
+        note(f"wrote {html}")
     if chosen == "table" and output is not None:
         emit(result.traps.to_string(index=False) + "\n", output)
     elif chosen == "table":
@@ -149,7 +147,6 @@ def randomize(
         fail(option_message(exc))
     except (AlphahatError, ValueError, OSError) as exc:
         fail(str(exc))
-    if not quiet:
-        note(f"wrote {output}: {len(shuffled.weights)} layers, fingerprint {shuffled.fingerprint}")
+    note(f"wrote {output}: {len(shuffled.weights)} layers, fingerprint {shuffled.fingerprint}")
     if not shuffled.weights:
         raise typer.Exit(EXIT_NO_LAYERS)

@@ -14,6 +14,7 @@ from alphahat.cli._shared import (
     OutputOpt,
     QuietOpt,
     check_output,
+    check_output_folder,
     checked_value,
     display_name,
     emit,
@@ -64,7 +65,7 @@ def weights(
     entries = checked_value("--max-entries", max_entries, Integer(minimum=1))
     check_output(output)
     if figures is not None:
-        _check_folder(figures)
+        check_output_folder(figures, "--figures")
         require_extras(("matplotlib", "the histograms of --figures"))  # before any analysis
     values = option_values(options)
     try:
@@ -74,7 +75,7 @@ def weights(
     except (AlphahatError, ValueError, OSError) as exc:
         fail(str(exc))
     if figures is not None:
-        _write_figures(result, figures, quiet)
+        _write_figures(result, figures)
     if chosen == "table" and output is not None:
         emit(result.details.to_string(index=False) + "\n", output)
     elif chosen == "table":
@@ -87,20 +88,7 @@ def weights(
         raise typer.Exit(EXIT_NO_LAYERS)
 
 
-def _check_folder(directory: Path) -> None:
-    """Fail before any work unless ``directory`` is, or can be made, a writable folder."""
-    import os
-
-    if directory.exists() and not directory.is_dir():
-        fail(f"--figures {directory}: is a file; give a folder")
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        fail(f"--figures {directory}: cannot write in {existing}")
-
-
-def _write_figures(result: Any, directory: Path, quiet: bool) -> None:
+def _write_figures(result: Any, directory: Path) -> None:
     from alphahat.engine.files import write_atomic
     from alphahat.plot import render_figure
     from alphahat.plot.weights import weight_histogram_plot
@@ -114,5 +102,4 @@ def _write_figures(result: Any, directory: Path, quiet: bool) -> None:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
         path = directory / f"{i:03d}-{safe}-weights.png"
         write_atomic(path, render_figure(ax.figure, "png", 80))  # type: ignore[arg-type]
-    if not quiet:
-        note(f"wrote {len(result.samples)} figures to {directory}")
+    note(f"wrote {len(result.samples)} figures to {directory}")
