@@ -93,6 +93,19 @@ def finishes_within(seconds: float, call: Callable[[], Any]) -> tuple[bool, Any]
     return (not thread.is_alive()), box.get("value")
 
 
+def traced_peak(call: Callable[[], Any]) -> tuple[Any, int]:
+    """``call()``'s result and the peak of memory traced by tracemalloc while it ran (bytes)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
 def make_fifo(path: Path) -> Path:
     """A named pipe with no writer: opening it for reading blocks forever."""
     os.mkfifo(path)

@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hostile_inputs import good_matrix, run_cli_limited, strace_path, zip_bytes
+from hostile_inputs import good_matrix, run_cli_limited, strace_path, traced_peak, zip_bytes
 
 h5py = pytest.importorskip("h5py")
 PEAK_BOUND = 1 * 2**30
@@ -102,8 +102,6 @@ def test_describe_already_shows_them_failed(hostile_h5):
 
 def test_a_bomb_within_the_budget_reads_into_one_array(tmp_path):
     """With the budget raised, the gzip bomb is read chunk by chunk into its array."""
-    import tracemalloc
-
     from alphahat.sources import open_source
 
     path = tmp_path / "model.weights.h5"
@@ -111,12 +109,7 @@ def test_a_bomb_within_the_budget_reads_into_one_array(tmp_path):
         _gzip_bomb(f.create_group("layers/dense/vars"), shape=(4096, 2048), chunk=(512, 512))
     with open_source(path) as source:
         (ref,) = list(source.tensors())
-        tracemalloc.start()
-        try:
-            values = ref.load()
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        values, peak = traced_peak(ref.load)
     assert values.shape == (2048, 4096) and not values.any()
     assert peak < 1.2 * values.nbytes, (peak, values.nbytes)
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import tracemalloc
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from hostile_inputs import good_matrix, write_safetensors
+from hostile_inputs import good_matrix, traced_peak, write_safetensors
 
 import alphahat
 from alphahat.layers import plan_tensors
@@ -142,11 +141,8 @@ def test_memory_estimate_bounds_the_measured_peak(tmp_path, shape, dtype):
     with open_source(path) as source:
         plan = next(iter(plan_tensors(source.tensors(), min_evals=0)))
         estimate = estimated_peak_bytes(plan.ref, plan.N, plan.M, plan.num_matrices)
-        tracemalloc.start()
-        try:
-            analyse_loaded(load_layer(plan), AnalysisOptions(min_evals=0))
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        _, peak = traced_peak(
+            lambda: analyse_loaded(load_layer(plan), AnalysisOptions(min_evals=0))
+        )
     assert peak <= estimate, (peak, estimate)
     assert estimate < 8 * peak + 2**21  # and not absurdly loose

@@ -7,7 +7,6 @@ Each file is built here by hand; the CLI runs in a subprocess under an address-s
 from __future__ import annotations
 
 import struct
-import tracemalloc
 import zlib
 
 import numpy as np
@@ -20,6 +19,7 @@ from hostile_inputs import (
     npz_member,
     run_cli_limited,
     strace_path,
+    traced_peak,
     zip_bytes,
 )
 
@@ -114,12 +114,7 @@ def test_the_bomb_within_budget_is_read_straight_into_its_array(tmp_path):
     path.write_bytes(zip_bytes([bomb]))
     with open_source(path) as source:
         (ref,) = list(source.tensors())
-        tracemalloc.start()
-        try:
-            values = ref.load()
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        values, peak = traced_peak(ref.load)
     assert values.shape == (4096, 4096) and not values.any()
     assert peak < 1.1 * values.nbytes, (peak, values.nbytes)
 

@@ -11,7 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
-from hostile_inputs import good_matrix, run_cli_limited, strace_path, write_safetensors
+from hostile_inputs import (
+    good_matrix,
+    run_cli_limited,
+    strace_path,
+    traced_peak,
+    write_safetensors,
+)
 
 PEAK_BOUND = 1 * 2**30
 TRACE = strace_path() is not None
@@ -64,19 +70,12 @@ def test_a_huge_delta_is_skipped_with_its_size_before_it_is_built(tmp_path):
 
 def test_the_delta_is_built_with_one_array_of_its_size():
     """ΔW = s·B·A, scaled in place (tracemalloc: one ΔW-sized array, not two)."""
-    import tracemalloc
-
     import numpy as np
 
     from alphahat.sources.peft_adapters import lora_delta
 
     a, b = good_matrix(1, (2, 1500)), good_matrix(2, (1200, 2))
-    tracemalloc.start()
-    try:
-        delta = lora_delta(a, b, 0.5, embedding=False, fan_in_fan_out=False)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    delta, peak = traced_peak(lambda: lora_delta(a, b, 0.5, embedding=False, fan_in_fan_out=False))
     np.testing.assert_allclose(delta, 0.5 * b @ a)
     assert peak < 1.2 * delta.nbytes, (peak, delta.nbytes)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import struct
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from hostile_inputs import (
     log10_frobenius_sq,
     make_fifo,
     safetensors_bytes,
+    traced_peak,
     write_safetensors,
 )
 
@@ -76,12 +76,7 @@ def expect_source_error(path: Path, *fragments: str) -> str:
 def test_forged_header_length_is_refused_without_allocating(tmp_path, claimed, fragment):
     path = tmp_path / "huge_header.safetensors"
     path.write_bytes(safetensors_bytes({"a": {}}, bytes(64), claimed_len=claimed))
-    tracemalloc.start()
-    try:
-        expect_source_error(path, fragment)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: expect_source_error(path, fragment))
     assert peak < 20 * 2**20, f"allocated {peak} bytes for a forged header"
 
 
@@ -172,12 +167,7 @@ def test_folder_with_a_fifo_shard_is_refused_without_blocking(tmp_path):
 )
 def test_forged_entry_fails_alone(tmp_path, entry, fragment):
     path = with_bad_entry(tmp_path, entry)
-    tracemalloc.start()
-    try:
-        report = alphahat.analyze(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    report, peak = traced_peak(lambda: alphahat.analyze(path))
     assert peak < 50 * 2**20, f"allocated {peak} bytes for a forged entry"
     reason = failed_reason(report)
     assert fragment.lower() in reason.lower(), reason
