@@ -188,9 +188,11 @@ def test_recorded_options_are_the_reports_options() -> None:
     assert list(AnalysisOptions().as_dict()) == in_use  # the FARMS options only with FARMS
     farms = list(AnalysisOptions(estimator="farms").as_dict())
     intra = list(AnalysisOptions(intra=True).as_dict())
+    float32 = list(AnalysisOptions(backend="torch", float32_tolerance=1e-4).as_dict())
     assert set(intra) - set(in_use) == {"intra", "sparsify"}  # recorded only with intra
-    assert [n for n in recorded if n in farms or n in intra] == recorded
-    assert farms == [n for n in recorded if n not in ("intra", "sparsify")]
+    assert set(float32) - set(in_use) == {"float32_tolerance"}  # only when it is set
+    assert [n for n in recorded if n in farms or n in intra or n in float32] == recorded
+    assert farms == [n for n in recorded if n not in ("intra", "sparsify", "float32_tolerance")]
     assert "keep_fits" not in recorded  # it changes what a Report holds, never a number
     key = AnalysisOptions().rows_key()
     assert "include_embeddings" not in key and "keep_eigenvalues" not in key

@@ -93,6 +93,7 @@ def analyze(
     fft_size: int = _A.fft_size,
     backend: SpectrumBackend = _A.backend,
     device: str | None = _A.device,
+    float32_tolerance: float | None = _A.float32_tolerance,
     workers: int = _E.workers,
     scheduler: Any = _E.scheduler,
     layer_timeout: float | None = _E.layer_timeout,
@@ -127,7 +128,10 @@ def analyze(
       ``stacked`` (one row: every layer stacked into one matrix, :mod:`alphahat.layers.stacking`);
       ``intra`` with ``sparsify`` (one row per pair of consecutive layers: the singular values
       of their cross matrix, :mod:`alphahat.layers.intra`);
-    * how eigenvalues are computed: ``backend``, ``device``;
+    * how eigenvalues are computed: ``backend``, ``device``, ``float32_tolerance`` (the
+      torch backend's float32 Gram path, guarded: :mod:`alphahat.spectrum.backends`); an
+      in-memory torch module's tensors on the torch backend's device stay there (only the
+      eigenvalues reach the host) unless an option reads the weights themselves;
     * what the report keeps: ``include_embeddings`` (in the summary), ``keep_eigenvalues``
       (``report.eigenvalues``), ``keep_fits`` (``report.fits``: each layer's
       :class:`~alphahat.pipeline.LayerResult`, what the figures draw);

@@ -42,6 +42,7 @@ from alphahat.pipeline.walk import (
     load_layer,
     load_planned,
     plan_layers,
+    spectrum_device,
 )
 from alphahat.report import Report, build_provenance
 from alphahat.sources import SourceSpec, WeightSource
@@ -265,7 +266,11 @@ class _Run:
     def tasks(self, in_process: bool, reopen: SourceSpec | None) -> Iterator[LayerTask]:
         """The pending layers' tasks (in this process: each layer read ahead of its turn)."""
         if in_process:
-            layers = load_planned((self.todo[i] for i in self.pending), read_ahead=True)
+            layers = load_planned(
+                (self.todo[i] for i in self.pending),
+                read_ahead=True,
+                device=spectrum_device(self.options),
+            )
             for layer in layers:
                 yield LayerTask(self.options, layer.layer_id, layer.name, loaded=layer)
                 del layer  # before the next read: at most two tensors in memory

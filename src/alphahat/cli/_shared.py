@@ -485,7 +485,7 @@ FIT_OPTIONS = (
     "xmax", "estimator", "farms_size", "farms_aspect_ratio", "farms_windows", "mp_fit",
     "randomize", "seed", "detX", "vectors", "stacked", "intra", "sparsify", "inverse",
 )  # fmt: skip
-SPECTRUM_OPTIONS = ("backend", "device")
+SPECTRUM_OPTIONS = ("backend", "device", "float32_tolerance")
 EXECUTION_OPTIONS = ("workers", "scheduler", "layer_timeout", "resume", "blas_threads")
 SOURCE_OPTIONS = ("base", "unsafe_load")
 ANALYSIS_OPTIONS = (

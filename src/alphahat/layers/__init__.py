@@ -363,17 +363,22 @@ def _plan_one(
 def layer_matrices(
     values: npt.NDArray[np.generic], plan: TensorPlan
 ) -> list[npt.NDArray[np.generic]]:
-    """The N × M matrices of a tensor (views where possible), one per kernel position."""
+    """The N × M matrices of a tensor (views where possible), one per kernel position.
+
+    ``values`` is a NumPy array, or a torch tensor where the layer is analysed on its device
+    (only indexing, ``reshape`` and ``.T`` are used, which both provide).
+    """
     if values.shape != plan.ref.shape:
         raise ValueError(
             f"{plan.ref.name}: read shape {values.shape} differs from declared {plan.ref.shape}"
         )
     if plan.kind == "bilinear":
         # (out, in₁, in₂): one in₁ × in₂ matrix per output
-        slices = np.moveaxis(values, 0, -1)
-        rows, cols = slices.shape[0], slices.shape[1]
+        matrices = [values[k] for k in range(values.shape[0])]
     else:
-        rows, cols = values.shape[0], values.shape[1]
-        slices = values.reshape(rows, cols, -1)
-    transpose = rows < cols
-    return [slices[:, :, k].T if transpose else slices[:, :, k] for k in range(slices.shape[2])]
+        slices = values.reshape(values.shape[0], values.shape[1], -1)
+        matrices = [slices[:, :, k] for k in range(slices.shape[2])]
+    if not matrices:
+        return matrices
+    rows, cols = matrices[0].shape
+    return [m.T for m in matrices] if rows < cols else matrices

@@ -18,7 +18,9 @@ so the training step waits for the clone only; :meth:`Monitor.close` (or leaving
 
 On a GPU the spectra are computed on the module's device with the torch backend
 (:mod:`alphahat.spectrum.backends`: the float64 Gram matrix with its accuracy guard, the SVD
-where the guard rejects it), unless the options name a backend or device themselves.
+where the guard rejects it; a float32 pass first with ``float32_tolerance``), unless the
+options name a backend or device themselves — on the tensors where they are
+(:func:`~alphahat.pipeline.walk.spectrum_device`): only the eigenvalues reach the host.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,7 +48,7 @@ from alphahat.monitor.alerts import (
 )
 from alphahat.monitor.journal import MonitorRecords, open_monitor_journal
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
-from alphahat.pipeline.walk import load_planned, plan_layers
+from alphahat.pipeline.walk import load_planned, plan_layers, spectrum_device
 from alphahat.run import LayerTask, plan_row, run_layer_task
 from alphahat.sources import TensorRef, WeightSource
 
@@ -230,7 +231,7 @@ class Monitor:
     ) -> StepSummary:
         started = time.perf_counter()
         rows = []
-        for layer in load_planned(plans):
+        for layer in load_planned(plans, device=spectrum_device(self.options)):
             outcome = run_layer_task(
                 LayerTask(self.options, layer.layer_id, layer.name, loaded=layer)
             )
@@ -349,13 +350,11 @@ class _ClonedSource(WeightSource):
     """A module's tensors as listed by its source, read from clones where there is one."""
 
     def __init__(self, source: WeightSource, clones: Mapping[str, Any]) -> None:
-        from alphahat.sources.arrays import torch_to_numpy
+        from alphahat.sources.arrays import TorchTensorLoader
 
         self.description = source.description
         self._refs = [
-            replace(ref, load=partial(torch_to_numpy, clones[ref.name]))
-            if ref.name in clones
-            else ref
+            replace(ref, load=TorchTensorLoader(clones[ref.name])) if ref.name in clones else ref
             for ref in source.tensors()
         ]
 

@@ -42,12 +42,14 @@ from alphahat.errors import AlphahatError
 from alphahat.fit import fit_power_law
 from alphahat.fit.esd import LayerFit, fit_esd
 from alphahat.fit.marchenko_pastur import MarchenkoPasturFit, fit_marchenko_pastur
+from alphahat.layers.device import DeviceMatrices
 from alphahat.metrics import layer_metrics
 from alphahat.metrics.detx import detx_condition
 from alphahat.metrics.eigenvectors import eigenvector_columns
 from alphahat.metrics.randomization import mp_columns, randomization_columns
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
-from alphahat.spectrum import LayerSpectrum, layer_spectrum
+from alphahat.spectrum import LayerSpectrum, layer_spectrum, more_exact
+from alphahat.spectrum.backends import MatrixInput
 from alphahat.spectrum.farms import farms_submatrices
 from alphahat.spectrum.randomize import RandomizedSpectrum, layer_randomized_spectrum
 
@@ -136,28 +138,38 @@ def _oriented(matrices: Sequence[npt.ArrayLike] | npt.ArrayLike) -> list[Array]:
 
 def fit_stage(
     spectrum: LayerSpectrum,
-    matrices: Sequence[Array],
+    matrices: MatrixInput,
     scale: float,
     options: AnalysisOptions,
 ) -> tuple[LayerSpectrum, LayerFit]:
     """The layer's fit, and the spectrum it was made on.
 
     A guarded spectrum (the Gram path) must resolve the fit: no eigenvalue within its error
-    bound of ``evals_threshold``, and every tail eigenvalue's relative error below 1e-6
+    bound of ``evals_threshold``, and every tail eigenvalue's relative error below 1e-6 (the
+    ``float32_tolerance`` for the float32 Gram path)
     (:meth:`~alphahat.spectrum.LayerSpectrum.resolves`); where it does not, the eigenvalues
-    are recomputed by the float64 SVD (``method`` ``svd (gram guard)``) and fitted again.
+    are recomputed by the next more exact method (:func:`~alphahat.spectrum.more_exact`:
+    float32 Gram → float64 Gram → float64 SVD, ``method`` ``… (gram guard)``) and fitted again.
     """
     policy = options.fit_policy
     fit = fit_esd(spectrum.eigenvalues, spectrum.N, policy)
-    tail_start = fit.searched_xmin if math.isfinite(fit.searched_xmin) else None
-    if not spectrum.resolves(options.evals_threshold, tail_start):
-        spectrum = replace(layer_spectrum(matrices, scale), method="svd (gram guard)")
+    while not spectrum.resolves(options.evals_threshold, _tail_start(fit)):
+        spectrum = more_exact(spectrum, matrices, scale)
         fit = fit_esd(spectrum.eigenvalues, spectrum.N, policy)
     return spectrum, fit
 
 
+def _host(matrices: MatrixInput) -> Sequence[Array]:
+    """Host matrices (a device layer's read to host memory, once)."""
+    return matrices.host_matrices() if isinstance(matrices, DeviceMatrices) else matrices
+
+
+def _tail_start(fit: LayerFit) -> float | None:
+    return fit.searched_xmin if math.isfinite(fit.searched_xmin) else None
+
+
 def farms_stage(
-    spectrum: LayerSpectrum, matrices: Sequence[Array], scale: float, options: AnalysisOptions
+    spectrum: LayerSpectrum, matrices: MatrixInput, scale: float, options: AnalysisOptions
 ) -> tuple[LayerSpectrum, LayerSpectrum, LayerFit, dict[str, Any]]:
     """FARMS: the fitted submatrix ESD, W's own spectrum, the fit and the FARMS columns.
 
@@ -169,12 +181,18 @@ def farms_stage(
     if not matrices:
         raise ValueError("estimator='farms' needs the layer's matrices")
     views, where = farms_submatrices(
-        matrices, options.farms_size, options.farms_aspect_ratio, options.farms_windows
+        _host(matrices), options.farms_size, options.farms_aspect_ratio, options.farms_windows
     )
-    sampled = layer_spectrum(views, scale, backend=options.backend, device=options.device)
+    sampled = layer_spectrum(
+        views,
+        scale,
+        backend=options.backend,
+        device=options.device,
+        float32_tolerance=options.float32_tolerance,
+    )
     sampled, fit = fit_stage(sampled, views, scale, options)
-    if not spectrum.resolves(options.evals_threshold):
-        spectrum = replace(layer_spectrum(matrices, scale), method="svd (gram guard)")
+    while not spectrum.resolves(options.evals_threshold):
+        spectrum = more_exact(spectrum, matrices, scale)
     columns = {
         "alpha_estimator": "farms",
         "farms_shape": where.shape,
@@ -209,7 +227,7 @@ class _Extras:
 def _extras(
     spectrum: LayerSpectrum,
     fit: LayerFit,
-    matrices: Sequence[Array],
+    matrices: MatrixInput,
     weight: Array | None,
     scale: float,
     name: str,
@@ -223,6 +241,7 @@ def _extras(
         mp = fit_marchenko_pastur(evals, N=N, M=M)
         columns.update(mp_columns(mp))
     if options.randomize:
+        matrices = _host(matrices)
         stored = weight if weight is not None else matrices[0]
         shuffled = layer_randomized_spectrum(
             stored, matrices, scale, seed=options.seed, name=name, exact=options.backend == "svd"
@@ -243,14 +262,21 @@ def _extras(
         spikes = fit.num_pl_spikes
         columns["ERG_gap"] = None if spikes is None else condition.num - spikes
     if options.vectors:
-        columns.update(eigenvector_columns(matrices, fit.num_pl_spikes, scale))
+        columns.update(eigenvector_columns(_host(matrices), fit.num_pl_spikes, scale))
     return _Extras(columns, mp, shuffled, shuffled_mp)
 
 
 def _spectrum(
-    matrices: list[Array], weight: Array | None, scale: float, options: AnalysisOptions
-) -> tuple[LayerSpectrum, list[Array]]:
-    """Stage 1: the layer's spectrum, and the matrices the other stages use."""
+    matrices: list[Array] | DeviceMatrices,
+    weight: Array | None,
+    scale: float,
+    options: AnalysisOptions,
+) -> tuple[LayerSpectrum, MatrixInput]:
+    """Stage 1: the layer's spectrum, and the matrices the other stages use.
+
+    :class:`~alphahat.layers.device.DeviceMatrices` come here only when the options read
+    nothing but the spectrum (:attr:`AnalysisOptions.reads_weights` is False).
+    """
     if options.fft and weight is not None and weight.ndim >= 3:
         from alphahat.spectrum.conv_fft import conv_operator_spectrum
 
@@ -265,7 +291,13 @@ def _spectrum(
         return replace(
             exact, eigenvalues=inverted(exact.eigenvalues), method="svd, inverse"
         ), matrices
-    spectrum = layer_spectrum(matrices, scale, backend=options.backend, device=options.device)
+    spectrum = layer_spectrum(
+        matrices,
+        scale,
+        backend=options.backend,
+        device=options.device,
+        float32_tolerance=options.float32_tolerance,
+    )
     return spectrum, matrices
 
 
@@ -284,7 +316,7 @@ def inverted(eigenvalues: FloatArray) -> FloatArray:
 
 
 def analyse_layer(
-    matrices: Sequence[npt.ArrayLike] | npt.ArrayLike,
+    matrices: Sequence[npt.ArrayLike] | npt.ArrayLike | DeviceMatrices,
     options: AnalysisOptions | None = None,
     *,
     scale: float = 1.0,
@@ -296,6 +328,10 @@ def analyse_layer(
     Args:
         matrices: the layer's matrix, or its matrices (one per conv kernel position, all of
             one shape); each is used as N × M with N ≥ M (transposed if needed).
+            Or a layer's torch tensors on their device
+            (:class:`~alphahat.layers.device.DeviceMatrices`, already N × M): with the torch
+            backend only their eigenvalues reach the host, unless the options read the
+            weights themselves (``randomize``, ``vectors``, FARMS, ``fft``, …).
         options: the analysis options (default: the defaults); ``layers``, ``min_evals`` and
             the other planning options do not apply to a single layer.
         scale: multiplier of the matrices before the spectrum (the conv scale convention).
@@ -308,10 +344,18 @@ def analyse_layer(
         ValueError: matrices that are not 2-D or not of one shape.
     """
     options = options if options is not None else ANALYSIS_DEFAULTS
-    oriented = _oriented(matrices)
-    stored = np.asarray(weight) if weight is not None else None
-    if stored is None and (isinstance(matrices, np.ndarray) or not isinstance(matrices, Sequence)):
-        stored = np.asarray(matrices)  # one matrix, as given
+    if isinstance(matrices, DeviceMatrices) and options.reads_weights:
+        weight = matrices.host_weight()
+        matrices = matrices.host_matrices()
+    oriented: list[Array] | DeviceMatrices
+    if isinstance(matrices, DeviceMatrices):
+        oriented, stored = matrices, None  # N × M already; only the eigenvalues leave the device
+    else:
+        oriented = _oriented(matrices)
+        stored = np.asarray(weight) if weight is not None else None
+        one = isinstance(matrices, np.ndarray) or not isinstance(matrices, Sequence)
+        if stored is None and one:
+            stored = np.asarray(matrices)  # one matrix, as given
     spectrum, used = _spectrum(oriented, stored, scale, options)
     own: LayerSpectrum | None = None
     estimator_columns: dict[str, Any] = {}

@@ -33,7 +33,7 @@ from alphahat.fit.esd import FIT_KINDS, FIX_FINGERS, FitKind, FitPolicy, FixFing
 from alphahat.fit.power_law import DEFAULT_FINGER_THRESHOLD, DEFAULT_MAX_FINGERS
 from alphahat.layers import CONV_SCALES, ConvScale, LayerFilter
 from alphahat.layers.limits import ResourceLimits, parse_byte_size
-from alphahat.spectrum import SPECTRUM_BACKENDS, SpectrumBackend, check_backend
+from alphahat.spectrum import SPECTRUM_BACKENDS, SpectrumBackend, check_backend, uses_torch
 
 T = TypeVar("T")
 LayerSpec = str | int
@@ -746,6 +746,16 @@ class AnalysisOptions:
         flag="--device",
         group="spectrum",
     )
+    float32_tolerance: float | None = option(
+        None,
+        Number(above=0.0, optional=True),
+        "torch backend: try the Gram matrix in float32 first, kept where its guard bounds "
+        "every tail eigenvalue's relative error by this (else float64). Only possible when "
+        "M·1.2e-7 ≤ it.",
+        flag="--float32-tolerance",
+        recorded_if=lambda options: options.float32_tolerance is not None,
+        group="spectrum",
+    )
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -815,6 +825,14 @@ class AnalysisOptions:
             check_backend(self.backend, self.device)
         except ValueError as exc:
             raise OptionError("backend", message=str(exc)) from None
+        if self.float32_tolerance is not None and not (
+            uses_torch(self.backend, self.device) and self.backend != "float32"
+        ):
+            raise OptionError(
+                "float32_tolerance",
+                message="float32_tolerance applies to the torch Gram path: use backend='torch' "
+                "or a device with backend='auto'",
+            )
 
     @property
     def fit_policy(self) -> FitPolicy:
@@ -827,6 +845,24 @@ class AnalysisOptions:
             finger_threshold=float(self.finger_thresh),
             xmax=self.xmax,
             evals_threshold=float(self.evals_threshold),
+        )
+
+    @property
+    def reads_weights(self) -> bool:
+        """Whether the analysis reads the weights beyond their spectrum (on the host).
+
+        ``randomize`` (shuffled weights), ``vectors`` (eigenvectors), FARMS (submatrices),
+        ``fft`` (the kernel), ``intra`` and ``inverse`` (the exact SVD). Otherwise only the
+        eigenvalues are needed, and a model's tensors on a torch device stay there
+        (:class:`alphahat.layers.device.DeviceMatrices`).
+        """
+        return (
+            self.randomize
+            or self.vectors
+            or self.fft
+            or self.intra
+            or self.inverse
+            or self.estimator == "farms"
         )
 
     @property

@@ -4,7 +4,9 @@
   :class:`~alphahat.layers.TensorPlan`, under the options (layer filter, ``min_evals`` and
   ``max_evals``, resource limits, fused splits with the checkpoint's head count, conv
   ``pool=False`` slices, ``fft`` plans). Workers re-plan with the same function, so ids agree.
-* :func:`load_layer` — one plan's tensor read and turned into its N × M matrices.
+* :func:`load_layer` — one plan's tensor read and turned into its N × M matrices; with a
+  torch device, an in-memory module's tensor on that device stays there
+  (:class:`~alphahat.layers.device.DeviceMatrices`, :func:`spectrum_device`).
 * :func:`iter_layers` — the planned layers of a model, loaded one at a time (optionally the
   next one read by a background thread while the current one is used), each a
   :class:`LoadedLayer`; a layer that cannot be read is yielded with its ``error``, never
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,10 +30,13 @@ import numpy.typing as npt
 
 from alphahat.layers import TensorPlan, layer_matrices, plan_tensors
 from alphahat.layers.conv import fft_plan, slice_plans
+from alphahat.layers.device import DeviceMatrices
 from alphahat.layers.semantics import interleaved_qkv_heads
 from alphahat.pipeline.core import LayerResult, analyse_layer, error_reason
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
 from alphahat.sources import WeightSource, open_source
+from alphahat.sources.arrays import TorchTensorLoader
+from alphahat.spectrum import uses_torch
 
 Array = npt.NDArray[np.generic]
 
@@ -70,12 +76,14 @@ class LoadedLayer:
     """A planned layer with its tensor read: the weight as stored and its N × M matrices.
 
     ``error`` is set (and ``values`` is None) when the tensor could not be read or split.
+    A layer loaded on a torch device has ``on_device`` instead of ``values`` and ``matrices``.
     """
 
     plan: TensorPlan
     values: Array | None = field(default=None, repr=False)
     matrices: tuple[Array, ...] = field(default=(), repr=False)
     error: str = ""
+    on_device: DeviceMatrices | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -88,32 +96,67 @@ class LoadedLayer:
         return self.plan.layer_id
 
 
-def load_layer(plan: TensorPlan) -> LoadedLayer:
-    """Read one planned layer's tensor and split it into its matrices (raises on errors)."""
-    values = np.asarray(plan.ref.load())
+def spectrum_device(options: AnalysisOptions) -> str | None:
+    """The torch device on which layers may stay for these options, or None.
+
+    The torch backend's device (``cpu`` without one) when only the spectrum is read from the
+    weights (:attr:`~alphahat.pipeline.options.AnalysisOptions.reads_weights` False).
+    """
+    if not uses_torch(options.backend, options.device) or options.reads_weights:
+        return None
+    return options.device or "cpu"
+
+
+def _on(tensor: Any, device: str) -> bool:
+    """Whether a torch tensor is on ``device`` (``cuda`` matches every CUDA device)."""
+    kind, _, index = device.partition(":")
+    where = tensor.device
+    return bool(where.type == kind and (not index or int(index) == (where.index or 0)))
+
+
+def load_layer(plan: TensorPlan, device: str | None = None) -> LoadedLayer:
+    """Read one planned layer's tensor and split it into its matrices (raises on errors).
+
+    With ``device``, the tensor of an in-memory torch module that is already on that device
+    (read as stored: not a part, slice or dequantized copy) is not copied to the host: the
+    layer's ``on_device`` holds its matrices as torch tensors there.
+    """
+    loader = plan.ref.load
+    if device is not None and isinstance(loader, TorchTensorLoader) and _on(loader.tensor, device):
+        tensor = loader.tensor.detach()
+        matrices = tuple(layer_matrices(tensor, plan))
+        kind, index = tensor.device.type, tensor.device.index
+        where = kind if index is None else f"{kind}:{index}"
+        split = partial(layer_matrices, plan=plan)
+        return LoadedLayer(plan, on_device=DeviceMatrices(tensor, matrices, where, loader, split))
+    values = np.asarray(loader())
     return LoadedLayer(plan, values, tuple(layer_matrices(values, plan)))
 
 
-def _loaded_or_error(plan: TensorPlan) -> LoadedLayer:
+def _loaded_or_error(plan: TensorPlan, device: str | None = None) -> LoadedLayer:
     try:
-        return load_layer(plan)
+        return load_layer(plan, device)
     except Exception as exc:  # one unreadable layer never stops the walk
         return LoadedLayer(plan, error=error_reason(exc))
 
 
-def load_planned(plans: Iterable[TensorPlan], *, read_ahead: bool = False) -> Iterator[LoadedLayer]:
+def load_planned(
+    plans: Iterable[TensorPlan], *, read_ahead: bool = False, device: str | None = None
+) -> Iterator[LoadedLayer]:
     """Each plan loaded in turn (:func:`load_layer`; errors yielded, not raised).
 
     With ``read_ahead`` the next tensor is read by a background thread while the caller works
-    on the current one: at most two layers are in memory.
+    on the current one: at most two layers are in memory. ``device``: as for
+    :func:`load_layer` (:func:`spectrum_device` of the options).
     """
+    load = partial(_loaded_or_error, device=device)
     if not read_ahead:
         for plan in plans:
-            yield _loaded_or_error(plan)
+            yield load(plan)
         return
     from alphahat.engine.read_ahead import read_ahead as ahead
 
-    yield from ahead(plans, _loaded_or_error)
+    yield from ahead(plans, load)
 
 
 def iter_layers(
@@ -148,6 +191,8 @@ def iter_layers(
 
 def analyse_loaded(layer: LoadedLayer, options: AnalysisOptions | None = None) -> LayerResult:
     """:func:`~alphahat.pipeline.core.analyse_layer` of a loaded layer (raises its errors)."""
+    if layer.on_device is not None:
+        return analyse_layer(layer.on_device, options, scale=layer.plan.scale, name=layer.name)
     if layer.values is None:
         raise ValueError(layer.error or f"{layer.name}: not loaded")
     return analyse_layer(
@@ -166,4 +211,5 @@ __all__ = [
     "load_layer",
     "load_planned",
     "plan_layers",
+    "spectrum_device",
 ]

@@ -43,6 +43,26 @@ def torch_to_numpy(tensor: Any) -> npt.NDArray[np.generic]:
     return result
 
 
+class TorchTensorLoader:
+    """The loader of an in-memory torch tensor: calling it gives a host copy (numpy).
+
+    ``tensor`` is the tensor itself, where the framework holds it: a spectrum backend that
+    computes with torch on that device reads it there (:func:`alphahat.pipeline.walk.load_layer`
+    with a device), without the trip through host memory. A ref derived from another one
+    (a part of a fused weight, a kernel slice, dequantized values) gets a loader of its own,
+    so only a tensor read as stored is ever taken on its device.
+    """
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+    def __call__(self) -> npt.NDArray[np.generic]:
+        """A detached host copy (:func:`torch_to_numpy`)."""
+        return torch_to_numpy(self.tensor)
+
+
 def ref_from_value(name: str, value: Any, origin: str, module_kind: str | None = None) -> TensorRef:
     """A :class:`TensorRef` for an in-memory numpy array or torch tensor."""
     if is_torch_tensor(value):
@@ -50,7 +70,7 @@ def ref_from_value(name: str, value: Any, origin: str, module_kind: str | None =
             name=name,
             shape=tuple(int(d) for d in value.shape),
             dtype=torch_dtype_name(value),
-            load=lambda: torch_to_numpy(value),
+            load=TorchTensorLoader(value),
             module_kind=module_kind,
             origin=origin,
         )

@@ -17,10 +17,13 @@ import numpy.typing as npt
 import scipy.linalg
 
 from alphahat.errors import LayerError
+from alphahat.layers.device import DeviceMatrices
 from alphahat.spectrum.backends import (
+    FLOAT32_EPS,
     GRAM_RANK_MARGIN,
     GRAM_TAIL_RTOL,
     SPECTRUM_BACKENDS,
+    MatrixInput,
     SpectrumBackend,
     check_backend,
     check_device_available,
@@ -39,6 +42,7 @@ __all__ = [
     "check_device_available",
     "uses_torch",
     "layer_spectrum",
+    "more_exact",
     "singular_values",
 ]
 
@@ -60,6 +64,8 @@ class LayerSpectrum:
         error_bound: bound δ on the absolute error of each eigenvalue relative to the
             float64 SVD (0 for the SVD itself; for float32 an estimate, not checked).
         guarded: the eigenvalues must pass :meth:`resolves` before a fit may use them.
+        tail_rtol: the relative error of tail eigenvalues that :meth:`resolves` accepts
+            (1e-6 for the float64 Gram path, the ``float32_tolerance`` for the float32 one).
     """
 
     eigenvalues: FloatArray = field(repr=False)
@@ -69,13 +75,15 @@ class LayerSpectrum:
     method: str = "svd"
     error_bound: float = 0.0
     guarded: bool = False
+    tail_rtol: float = GRAM_TAIL_RTOL
 
     def resolves(self, cutoff: float, tail_start: float | None = None) -> bool:
         """Whether a fit of λ > ``cutoff`` with tail λ ≥ ``tail_start`` matches the SVD's.
 
         True for unguarded spectra. For the Gram path (see :mod:`.backends`): no eigenvalue
-        within 4 δ of ``cutoff`` (the same eigenvalues are fitted), and δ ≤ 1e-6 · x_min
-        (every tail eigenvalue has a relative error below 1e-6).
+        within 4 δ of ``cutoff`` (the same eigenvalues are fitted), and δ ≤ ``tail_rtol`` ·
+        x_min (every tail eigenvalue has a relative error below ``tail_rtol``, 1e-6 in
+        float64).
         """
         if not self.guarded:
             return True
@@ -86,7 +94,7 @@ class LayerSpectrum:
         return not (
             tail_start is not None
             and math.isfinite(tail_start)
-            and delta > GRAM_TAIL_RTOL * tail_start
+            and delta > self.tail_rtol * tail_start
         )
 
 
@@ -137,45 +145,100 @@ def check_eigenvalue_range(svals: FloatArray, evals: FloatArray, size: int) -> N
 
 
 def layer_spectrum(
-    matrices: Sequence[npt.NDArray[np.generic]],
+    matrices: MatrixInput,
     scale: float = 1.0,
     *,
     backend: SpectrumBackend | str = "svd",
     device: str | None = None,
+    float32_tolerance: float | None = None,
 ) -> LayerSpectrum:
     """Pooled, sorted eigenvalues of all matrices of a layer (each N × M with N ≥ M).
 
     ``backend`` and ``device`` choose the method (see :mod:`.backends`); ``svd`` is the
     reference. A guarded result (Gram path) must be checked with :meth:`LayerSpectrum.resolves`
-    by the caller that knows the fit's cut-off and x_min, and recomputed with ``svd`` if not.
+    by the caller that knows the fit's cut-off and x_min, and recomputed (:func:`more_exact`)
+    if not. ``matrices`` may be a layer's torch tensors on their device
+    (:class:`~alphahat.layers.device.DeviceMatrices`): the torch backends compute there, the
+    NumPy ones read them to the host. ``float32_tolerance``: try the float32 Gram path first
+    with the torch backend (see :mod:`.backends`).
     """
-    if not matrices:
+    if len(matrices) == 0:
         raise LayerError("no matrices to analyse")
     check_backend(backend, device)
-    N, M = matrices[0].shape
+    if isinstance(matrices, DeviceMatrices):
+        if uses_torch(backend, matrices.device) and backend != "svd":
+            return _torch_spectrum(matrices, scale, backend, matrices.device, float32_tolerance)
+        matrices = matrices.host_matrices()
     if backend != "svd":
-        fast = _fast_spectrum(matrices, scale, backend, device)
+        fast = _fast_spectrum(matrices, scale, backend, device, float32_tolerance)
         if fast is not None:
             return fast
     return _svd_spectrum(matrices, scale, "svd" if backend == "svd" else "svd (gram guard)")
 
 
+def more_exact(spectrum: LayerSpectrum, matrices: MatrixInput, scale: float) -> LayerSpectrum:
+    """The spectrum again by the next more exact method, for a guarded one that did not resolve.
+
+    The float32 Gram path goes on to the float64 one on the same device (which falls back to
+    the SVD itself); the float64 Gram path goes to the float64 SVD: on the tensors' device
+    for :class:`~alphahat.layers.device.DeviceMatrices` (``torch svd@…``), else LAPACK's.
+    The method then ends in `` (gram guard)``.
+    """
+    N, M, count = spectrum.N, spectrum.M, spectrum.num_matrices
+    where = spectrum.method.partition("@")[2]
+    if spectrum.method.startswith("torch gram float32"):
+        found = torch_gram_eigenvalues(matrices, scale, where)
+        if found is not None:
+            return LayerSpectrum(found[0], N, M, count, f"torch gram@{where}", found[1], True)
+    if isinstance(matrices, DeviceMatrices):
+        svals = torch_singular_values(matrices, scale, matrices.device, "float64")
+        method = f"torch svd@{matrices.device} (gram guard)"
+        return _from_singular_values(svals, N, M, count, method, 0)
+    return _svd_spectrum(matrices, scale, "svd (gram guard)")
+
+
+def _torch_spectrum(
+    matrices: MatrixInput,
+    scale: float,
+    backend: str,
+    where: str,
+    float32_tolerance: float | None,
+) -> LayerSpectrum:
+    """The torch backends on ``where``: float32 SVD, or the guarded Gram path(s), else SVD."""
+    if isinstance(matrices, DeviceMatrices):
+        N, M = matrices.shape
+    else:
+        N, M = (int(d) for d in matrices[0].shape)
+    count = len(matrices)
+    if backend == "float32":
+        svals = torch_singular_values(matrices, scale, where, "float32")
+        return _from_singular_values(svals, N, M, count, f"torch float32@{where}", M)
+    if float32_tolerance is not None and float32_tolerance >= M * FLOAT32_EPS:
+        found = torch_gram_eigenvalues(matrices, scale, where, "float32")
+        if found is not None:
+            method = f"torch gram float32@{where}"
+            return LayerSpectrum(
+                found[0], N, M, count, method, found[1], True, float(float32_tolerance)
+            )
+    found = torch_gram_eigenvalues(matrices, scale, where)
+    if found is None:
+        svals = torch_singular_values(matrices, scale, where, "float64")
+        return _from_singular_values(svals, N, M, count, f"torch svd@{where}", 0)
+    return LayerSpectrum(found[0], N, M, count, f"torch gram@{where}", found[1], True)
+
+
 def _fast_spectrum(
-    matrices: Sequence[npt.NDArray[np.generic]], scale: float, backend: str, device: str | None
+    matrices: Sequence[npt.NDArray[np.generic]],
+    scale: float,
+    backend: str,
+    device: str | None,
+    float32_tolerance: float | None,
 ) -> LayerSpectrum | None:
     """The non-reference backends; None when the Gram guard sends the layer to the SVD."""
     N, M = (int(d) for d in matrices[0].shape)
     count = len(matrices)
     if uses_torch(backend, device):
-        where = device or "cpu"
-        if backend == "float32":
-            svals = torch_singular_values(matrices, scale, where, "float32")
-            return _from_singular_values(svals, N, M, count, f"torch float32@{where}", M)
-        found = torch_gram_eigenvalues(matrices, scale, where)
-        if found is None:
-            svals = torch_singular_values(matrices, scale, where, "float64")
-            return _from_singular_values(svals, N, M, count, f"torch svd@{where}", 0)
-        return LayerSpectrum(found[0], N, M, count, f"torch gram@{where}", found[1], True)
+        return _torch_spectrum(matrices, scale, backend, device or "cpu", float32_tolerance)
     if backend == "float32":
         svals = np.concatenate([float32_singular_values(w, scale) for w in matrices])
         return _from_singular_values(svals, N, M, count, "float32", M)

@@ -13,7 +13,12 @@ backend      method
              asked for speed over the last digits (relative error of λ ≈ M · 6e-8 · λ_max / λ).
 ``torch``    the ``gram`` algorithm (float64, same guard, SVD fallback) with torch on
              ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``); ``float32`` with a device is
-             ``torch.linalg.svdvals`` in float32 there.
+             ``torch.linalg.svdvals`` in float32 there. With a ``float32_tolerance`` τ the
+             Gram matrix is first formed and diagonalised in float32, guarded like the
+             float64 one with ε₃₂ = 2⁻²³ and τ in place of 1e-6 (below); a layer it does
+             not resolve goes on to float64. The matrices may be a layer's torch tensors on
+             their device (:class:`~alphahat.layers.device.DeviceMatrices`): only the
+             eigenvalues then come to the host.
 ``auto``     ``gram``; ``torch`` when a ``device`` is given (``float32`` too).
 ===========  ==================================================================================
 
@@ -36,11 +41,23 @@ and accept the Gram eigenvalues of a matrix only when
 
 A rejected matrix is recomputed with the SVD (its row says ``svd (gram guard)``). Rank-deficient
 matrices (LoRA products, zero rows) are always rejected by rule 1.
+
+**The float32 Gram path** (torch, on request: ``float32_tolerance`` τ). The same two rules with
+δ₃₂ = M · ε₃₂ · λ_max (ε₃₂ = 2⁻²³ ≈ 1.2e-7) and, in rule 2, δ₃₂ ≤ τ · x_min: every tail
+eigenvalue then has a relative error below τ. Since x_min ≤ λ_max, rule 2 can only hold when
+M · ε₃₂ ≤ τ, so the float32 pass is not even tried otherwise (at τ = 1e-6, the float64 rule,
+that is M ≤ 8: float32 is a speed-for-accuracy trade the user chooses, never the default).
+For the same x_min, α = 1 + n / Σ ln(λᵢ/x_min) then moves by at most about 2 τ (α − 1)²
+(each logarithm by at most 2 τ): the rows agree with the float64 analysis to that tolerance,
+not to 1e-13 (and a KS near-tie between two x_min candidates may be resolved differently).
+Torch must multiply float32 matrices in float32: where TF32 or bf16 products are allowed
+(``torch.set_float32_matmul_precision("high")``) the float32 pass is skipped.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -49,8 +66,11 @@ import numpy.typing as npt
 
 from alphahat._imports import require
 from alphahat.errors import LayerError
+from alphahat.layers.device import DeviceMatrices
 
 FloatArray = npt.NDArray[np.float64]
+#: What the torch backend takes: host matrices, or a layer's tensors on their device.
+MatrixInput = Sequence[npt.NDArray[np.generic]] | DeviceMatrices
 
 SpectrumBackend = Literal["auto", "svd", "gram", "float32", "torch"]
 #: Accepted values of ``backend``.
@@ -158,17 +178,17 @@ def gram_matrix(matrix: npt.NDArray[np.generic], scale: float = 1.0) -> FloatArr
     return gram if gram is not None else np.zeros((M, M), dtype=np.float64)
 
 
-def error_bound(lambda_max: float, M: int) -> float:
+def error_bound(lambda_max: float, M: int, eps: float = _EPS) -> float:
     """δ = M · ε · λ_max, the bound used for the error of each Gram eigenvalue."""
-    return M * _EPS * lambda_max
+    return M * eps * lambda_max
 
 
-def gram_accepted(evals: FloatArray, M: int) -> bool:
+def gram_accepted(evals: FloatArray, M: int, eps: float = _EPS) -> bool:
     """Rule 1 of the guard on one matrix's ascending Gram eigenvalues (see the module doc)."""
     if evals.size == 0:
         return False
     lambda_max = float(evals[-1])
-    delta = error_bound(lambda_max, M)
+    delta = error_bound(lambda_max, M, eps)
     return bool(
         math.isfinite(lambda_max) and delta >= _TINY and evals[0] >= GRAM_RANK_MARGIN * delta
     )
@@ -230,53 +250,108 @@ def float32_singular_values(matrix: npt.NDArray[np.generic], scale: float = 1.0)
 # ---------------------------------------------------------------------------------------------
 # torch
 
+#: ε of float32 (2⁻²³): the float32 Gram path's bound is δ = M · ε₃₂ · λ_max.
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
-def _torch_stack(torch: Any, matrices: Sequence[npt.NDArray[np.generic]], device: str) -> Any:
-    """The matrices as one (k, N, M) tensor on ``device`` (sent in their stored precision)."""
+
+def _torch_stack(torch: Any, matrices: MatrixInput, device: str) -> Any:
+    """The matrices as one (k, N, M) tensor on ``device``, in their stored precision.
+
+    NumPy matrices are sent to ``device``; the torch tensors of a
+    :class:`~alphahat.layers.device.DeviceMatrices` are stacked where they are.
+    """
+    if isinstance(matrices, DeviceMatrices):
+        return torch.stack(list(matrices.tensors))
     arrays = [np.asarray(w) for w in matrices]
     dtype = np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
     host = np.stack([a.astype(dtype, copy=False) for a in arrays])
     return torch.from_numpy(host).to(device)
 
 
+def _torch_non_finite(torch: Any, stored: Any) -> LayerError:
+    """The error of a stack whose Gram matrix or float32 copy is not finite."""
+    nan = int(torch.isnan(stored).sum())
+    inf = int(torch.isinf(stored).sum())
+    if nan or inf:
+        parts = [f"{nan} NaN" if nan else "", f"{inf} Inf" if inf else ""]
+        return LayerError(f"weights contain {' and '.join(p for p in parts if p)} value(s)")
+    return LayerError("eigenvalues overflow float64 (weights larger than about 1e154)")
+
+
+def float32_matmul_exact(torch: Any, device: str) -> bool:
+    """Whether torch multiplies float32 matrices in float32 on ``device`` (no TF32 or bf16).
+
+    The float32 Gram bound assumes float32 products; a process that allowed TF32 (10-bit
+    mantissa) or bf16 passes (``torch.set_float32_matmul_precision("high")``, which training
+    scripts often set) gets no float32 Gram path, rather than an error bound that is wrong.
+    Nothing global is changed here: the training that shares the process keeps its settings.
+    """
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    if device.startswith("cuda"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return not bool(getattr(torch.backends.cuda.matmul, "allow_tf32", False))
+    return True
+
+
 def torch_gram_eigenvalues(
-    matrices: Sequence[npt.NDArray[np.generic]], scale: float, device: str
+    matrices: MatrixInput, scale: float, device: str, precision: str = "float64"
 ) -> tuple[FloatArray, float] | None:
-    """:func:`gram_eigenvalues` computed with torch on ``device`` (float64 throughout)."""
+    """:func:`gram_eigenvalues` computed with torch on ``device``.
+
+    ``precision`` ``float64``: G = WᵀW and its eigenvalues in float64, δ = M · ε · λ_max.
+    ``float32``: both in float32 (the weights as stored, upcast to float32 at most), with
+    δ = M · ε₃₂ · λ_max (ε₃₂ = 2⁻²³) in rule 1; rule 2 is checked against the caller's
+    tolerance (:meth:`alphahat.spectrum.LayerSpectrum.resolves`). None: the guard rejects
+    the matrix (or, for float32, torch would not multiply in float32: TF32 allowed).
+
+    Raises:
+        LayerError: NaN/Inf weights, or eigenvalues that overflow float64.
+    """
     torch = require("torch", "the torch spectrum backend")
-    M = matrices[0].shape[1]
+    dtype, eps = (torch.float64, _EPS) if precision == "float64" else (torch.float32, FLOAT32_EPS)
     with torch.no_grad():
-        w = _torch_stack(torch, matrices, device).to(torch.float64)
+        stored = _torch_stack(torch, matrices, device)
+        if dtype == torch.float32 and not float32_matmul_exact(torch, str(stored.device)):
+            return None
+        w = stored.to(dtype)
         if scale != 1.0:
             w = w * scale
         grams = w.mT @ w
         del w
         if not bool(torch.isfinite(grams).all()):
-            _raise_non_finite(matrices)
+            if dtype == torch.float32 and bool(torch.isfinite(stored).all()):
+                return None  # float32 overflows where float64 would not
+            raise _torch_non_finite(torch, stored)
+        del stored
         try:
-            evals = torch.linalg.eigvalsh(grams).cpu().numpy()
+            evals = torch.linalg.eigvalsh(grams).to(torch.float64).cpu().numpy()
         except RuntimeError:
             return None
-    if not all(gram_accepted(e, M) for e in evals):
+    M = evals.shape[-1]
+    if not all(gram_accepted(e, M, eps) for e in evals):
         return None
-    delta = max(error_bound(float(e[-1]), M) for e in evals)
+    delta = max(error_bound(float(e[-1]), M, eps) for e in evals)
     return np.sort(evals.ravel()), delta
 
 
 def torch_singular_values(
-    matrices: Sequence[npt.NDArray[np.generic]], scale: float, device: str, precision: str
+    matrices: MatrixInput, scale: float, device: str, precision: str
 ) -> FloatArray:
     """Pooled singular values (float64 array) from ``torch.linalg.svdvals`` on ``device``."""
     torch = require("torch", "the torch spectrum backend")
     dtype = torch.float64 if precision == "float64" else torch.float32
     with torch.no_grad():
-        w = _torch_stack(torch, matrices, device).to(dtype)
+        stored = _torch_stack(torch, matrices, device)
+        w = stored.to(dtype)
         if scale != 1.0:
             w = w * scale
         if not bool(torch.isfinite(w).all()):
-            if any(not np.isfinite(m).all() for m in matrices):
-                _raise_non_finite(matrices)
+            if not bool(torch.isfinite(stored).all()):
+                raise _torch_non_finite(torch, stored)
             raise LayerError("weights overflow float32 (use a float64 backend)")
+        del stored
         try:
             svals = torch.linalg.svdvals(w)
         except RuntimeError as exc:
