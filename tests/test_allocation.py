@@ -369,3 +369,26 @@ def test_cli_allocate_reads_a_saved_report(minilm_block0_report, tmp_path: Path)
     factors = json.loads(result.stdout)
     expected = learning_rate_factors(minilm_block0_report)
     assert factors == pytest.approx(dict(zip(expected["name"], expected["lr_factor"], strict=True)))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--target", "abc"], "--target must be a finite number; got 'abc'"),
+        (["--target", "1.5"], "--target must be a number in [0, 1]; got 1.5"),
+        (["-m", "alphalora", "--total", "2.5"], "--total must be an integer; got '2.5'"),
+        (["-m", "tempbalance", "--low", "inf"], "--low must be a finite number; got 'inf'"),
+    ],
+)
+def test_cli_allocate_numbers_get_the_option_tables_message(
+    flags: list[str], message: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from alphahat.cli import app
+
+    path = tmp_path / "w.npy"
+    np.save(path, np.eye(20))
+    result = CliRunner().invoke(app, ["allocate", str(path), "-q", *flags])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"alphahat: error: {message}"

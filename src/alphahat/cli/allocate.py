@@ -25,6 +25,7 @@ from alphahat.cli._shared import (
     OutputOpt,
     QuietOpt,
     check_output,
+    checked_value,
     emit,
     fail,
     note,
@@ -47,10 +48,10 @@ MethodOpt = Annotated[
     ),
 ]
 TargetOpt = Annotated[
-    float, typer.Option("--target", metavar="S", help="Sparsity: the parameter-weighted mean.")
+    str, typer.Option("--target", metavar="S", help="Sparsity: the parameter-weighted mean.")
 ]
 EpsilonOpt = Annotated[
-    float, typer.Option("--epsilon", metavar="EPS", help="alphapruning: the range half-width.")
+    str, typer.Option("--epsilon", metavar="EPS", help="alphapruning: the range half-width.")
 ]
 RangeOpt = Annotated[
     str,
@@ -61,24 +62,24 @@ RangeOpt = Annotated[
     ),
 ]
 LowOpt = Annotated[
-    float | None,
+    str | None,
     typer.Option(
         "--low", metavar="F", help="tempbalance/alphadecay: the factor of the smallest α "
         "(default 0.5 / 0.666).", show_default=False,
     ),
 ]  # fmt: skip
 HighOpt = Annotated[
-    float | None,
+    str | None,
     typer.Option(
         "--high", metavar="F", help="tempbalance/alphadecay: the factor of the largest α "
         "(default 1.5 / 3).", show_default=False,
     ),
 ]  # fmt: skip
 TotalOpt = Annotated[
-    int | None,
+    str | None,
     typer.Option("--total", metavar="T", help="alphalora: experts in all.", show_default=False),
 ]
-BetaOpt = Annotated[float, typer.Option("--beta", metavar="B", help="alphalora: the exponent.")]
+BetaOpt = Annotated[str, typer.Option("--beta", metavar="B", help="alphalora: the exponent.")]
 GroupsOpt = Annotated[
     str | None,
     typer.Option(
@@ -148,13 +149,13 @@ def _check_parameters(method: str, parameters: dict[str, Any]) -> None:
 def allocate(
     model: ModelArg,
     method: MethodOpt = "alphapruning",
-    target: TargetOpt = 0.7,
-    epsilon: EpsilonOpt = 0.3,
+    target: TargetOpt = "0.7",
+    epsilon: EpsilonOpt = "0.3",
     range_mode: RangeOpt = "relative",
     low: LowOpt = None,
     high: HighOpt = None,
     total: TotalOpt = None,
-    beta: BetaOpt = 2.5,
+    beta: BetaOpt = "2.5",
     groups: GroupsOpt = None,
     undefined: UndefinedOpt = "neutral",
     fmt: FormatOpt = None,
@@ -164,15 +165,20 @@ def allocate(
 ) -> None:
     """Per-layer settings from α: sparsity ratios, lr or weight-decay factors, LoRA experts."""
     from alphahat.allocation import METHODS, allocate as run, as_mapping, value_column  # noqa: I001
+    from alphahat.pipeline.options import Integer, Number
 
     chosen = output_format(fmt, output)
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     if method == "alphalora" and total is None:
         fail("--method alphalora needs --total (the number of experts to share out)")
-    given = {"target": target, "epsilon": epsilon, "range_mode": range_mode, "low": low,
-             "high": high, "total": total, "beta": beta, "groups": groups,
-             "undefined": undefined}  # fmt: skip
+    numbers = {"target": target, "epsilon": epsilon, "low": low, "high": high, "beta": beta}
+    given: dict[str, Any] = {
+        name: None if text is None else checked_value(f"--{name}", text, Number())
+        for name, text in numbers.items()
+    }
+    given["total"] = None if total is None else checked_value("--total", total, Integer())
+    given.update({"range_mode": range_mode, "groups": groups, "undefined": undefined})
     check_output(output)
     parameters = _parameters(method, given)
     try:
