@@ -302,3 +302,19 @@ def test_a_cuda_module_is_analysed_on_its_gpu(monkeypatch: pytest.MonkeyPatch) -
     np.testing.assert_allclose(
         [float(r["alpha"]) for r in summary.rows], want["alpha"].astype(float), rtol=1e-9
     )
+
+
+def test_the_monitor_takes_torch_options_for_a_model_on_a_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import alphahat.monitor.core as monitor_core
+
+    monkeypatch.setattr(monitor_core, "_device_of", lambda model: "cpu")  # as for a GPU model
+    model = _model()
+    monitor = Monitor(model, None, options={"float32_tolerance": 1e-2})
+    assert monitor.options.device == "cpu" and monitor.options.float32_tolerance == 1e-2
+    summary = monitor.step(0, force=True)
+    assert summary is not None
+    assert {r["spectrum_method"].partition("@")[2] for r in summary.rows} == {"cpu"}
+    chosen = Monitor(model, None, options=AnalysisOptions(backend="svd"))
+    assert chosen.options.device is None  # a backend of the user's own is kept

@@ -87,12 +87,22 @@ class StepSummary:
 
 
 def _options_of(
-    options: AnalysisOptions | Mapping[str, Any] | None, layers: Any
+    options: AnalysisOptions | Mapping[str, Any] | None, layers: Any, device: str | None
 ) -> AnalysisOptions:
+    """The monitor's options; on a GPU (``device``) the torch backend there by default.
+
+    A mapping gets the device before it is checked, so that options of the torch backend
+    (``float32_tolerance``) are accepted for a GPU model without naming its device.
+    """
     if options is None:
         options = ANALYSIS_DEFAULTS
-    elif not isinstance(options, AnalysisOptions):
-        options = AnalysisOptions(**dict(options))
+    if not isinstance(options, AnalysisOptions):
+        given = dict(options)
+        if device is not None and given.get("backend", "auto") == "auto":
+            given.setdefault("device", device)
+        options = AnalysisOptions(**given)
+    if device is not None and options.device is None and options.backend == "auto":
+        options = replace(options, device=device)  # the torch backend on the model's device
     if layers is not None:
         options = replace(options, layers=layers)
     return options
@@ -153,7 +163,7 @@ class Monitor:
         self.every_steps = every_steps
         self.every_epochs = every_epochs
         self.rules: tuple[AlertRule, ...] = (AlphaBelow(),) if alerts is None else tuple(alerts)
-        self.options = self._resolved_options(_options_of(options, layers), model)
+        self.options = self._check_options(_options_of(options, layers, _device_of(model)))
         self.writer = writer
         self.warn = warn
         self.history: list[StepSummary] = []
@@ -168,14 +178,11 @@ class Monitor:
             self._restore(found)
         self._worker: _Worker | None = _Worker(self._analyse_plans) if background else None
 
-    def _resolved_options(self, options: AnalysisOptions, model: Any) -> AnalysisOptions:
+    def _check_options(self, options: AnalysisOptions) -> AnalysisOptions:
         if needs_randomize(self.rules) and not options.randomize:
             raise ValueError(
                 "the NewTraps alert reads the correlation traps: pass options with randomize=True"
             )
-        device = _device_of(model)
-        if device is not None and options.device is None and options.backend == "auto":
-            options = replace(options, device=device)  # the torch backend on the model's device
         return options
 
     # -- the schedule ---------------------------------------------------------------------
