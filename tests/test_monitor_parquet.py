@@ -89,11 +89,11 @@ def _odd_records() -> list[dict[str, Any]]:
         "layer_id": 0, "name": "a", "mixed": 1, "nested": {"x": [1, 2.5]}, "pair": (1, 2),
         "big": 2**70, "zero": -0.0, "inf": float("inf"), "nan": float("nan"),
         "f32": np.float32(0.1), "i64": np.int64(7), "flag": True, "none": None,
-        "step": "row's own step", "later": 3,
+        "step": "row's own step", "later": 3, "bigmix": 2**60 + 1,
     }  # fmt: skip
     second = {
         "name": "b", "layer_id": 1, "mixed": "text", "zero": 0.0, "nan": -float("nan"),
-        "flag": np.bool_(False), "later": 4.5, "only_here": "x",
+        "flag": np.bool_(False), "later": 4.5, "only_here": "x", "bigmix": 0.5,
     }  # fmt: skip
     return [
         {"type": "layer", "step": 5, "epoch": 2, "layer_id": 0, "name": "a", "row": first},
@@ -131,6 +131,7 @@ def test_any_values_read_back_as_from_json_lines(tmp_path: Path) -> None:
     assert types["nan"] == "double" and types["flag"] == "bool" and types["epoch"] == "double"
     assert types["mixed"] == types["big"] == types["nested"] == "string"  # as JSON text
     assert types["later"] == "double"  # 3 and 4.5: the 3 is read back as an int
+    assert types["bigmix"] == "string"  # 2**60 + 1 is no float64: JSON text
     second = pq.read_table(tmp_path / "j.parquet" / "part-00000002.parquet")
     assert str(second.schema.field("later").type) == "double"  # as in part 1: 7 read as int
 

@@ -253,7 +253,7 @@ def _column(
     integers of a float64 column (beside floats, or in a column that is float64 elsewhere) are
     stored as floats and their rows listed, to be read back as integers.
     """
-    cells = [v if here else None for v, here in zip(values, present, strict=True)]
+    cells: list[Any] = [v if here else None for v, here in zip(values, present, strict=True)]
     found = {_kind(v) for v in cells if v is not None}
     if not found:
         kind = kind or _default_kind(name)
@@ -261,8 +261,8 @@ def _column(
     floats = found == {"int", "float"} or (
         found == {"int"} and (kind or _FIRST_KIND.get(name)) == "float64"
     )
-    if floats and all(_kind(v) != "int" or abs(v) <= _EXACT_IN_FLOAT for v in cells):
-        ints = [i for i, v in enumerate(cells) if _kind(v) == "int"]
+    ints = [i for i, v in enumerate(cells) if _kind(v) == "int"]
+    if floats and all(abs(cells[i]) <= _EXACT_IN_FLOAT for i in ints):
         as_floats = [None if v is None else float(v) for v in cells]
         return pa.array(as_floats, pa.float64()), "float64", False, ints
     simple = {"int": "int64", "float": "float64", "str": "string", "bool": "bool"}
