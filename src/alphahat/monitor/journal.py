@@ -118,12 +118,12 @@ def _complete(contents: JournalContents) -> MonitorRecords:
 
 
 def _read_any(path: str | Path) -> JournalContents:
-    from alphahat.monitor import parquet
+    from alphahat.monitor.parquet import looks_like_parquet_file, read_parquet_journal
 
     path = Path(path)
     if path.is_dir():
-        return parquet.read_parquet_journal(path)
-    if parquet.looks_like_parquet_file(path):
+        return read_parquet_journal(path)
+    if looks_like_parquet_file(path):
         raise JournalError(
             f"{path}: a single Parquet file, not a monitor journal (a Parquet monitor journal "
             "is a folder of parts, written by Monitor(model, 'NAME.parquet'))"
