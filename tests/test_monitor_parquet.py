@@ -175,6 +175,12 @@ def test_damaged_part_is_a_clear_error_naming_it(tmp_path: Path) -> None:
     pd.DataFrame({"x": [1]}).to_parquet(part)
     with pytest.raises(JournalError, match=rf"{part}: not a part of a monitor journal"):
         read_monitor_journal(parquet)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"step": [2]}, metadata={b"alphahat": '{"version": 1}'}), part)
+    with pytest.raises(JournalError, match=rf"{part}: .* damaged \(its metadata does not match"):
+        read_monitor_journal(parquet)
 
 
 def test_what_is_not_a_parquet_journal(tmp_path: Path) -> None:

@@ -168,7 +168,7 @@ def read_parquet_journal(folder: str | Path) -> ParquetContents:
 
 def _read_part(pa: Any, pq: Any, path: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
     try:
-        table = pq.ParquetFile(path).read()
+        table = pq.read_table(path)
     except (OSError, ValueError, pa.ArrowException):
         raise JournalError(
             f"{path}: a part of the monitor journal is damaged (not a readable Parquet file); "
@@ -184,7 +184,7 @@ def _read_part(pa: Any, pq: Any, path: Path) -> tuple[list[dict[str, Any]], dict
     kinds = {f.name: _KINDS.get(str(f.type), str(f.type)) for f in table.schema}
     try:
         return _decode(table, meta), kinds
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError):
         raise JournalError(
             f"{path}: a part of the monitor journal is damaged (its metadata does not match "
             "its table); move it out of the folder to read the other steps"
@@ -424,6 +424,8 @@ class ParquetJournal:
         table = encode_part(self._pa, records, self._kinds)
         sink = self._pa.BufferOutputStream()
         self._pq.write_table(table, sink)
+        while (self.path / part_name(self._next)).exists():  # never replace a part
+            self._next += 1
         path = self.path / part_name(self._next)
         write_atomic(path, sink.getvalue().to_pybytes())
         sync_folder(self.path)
