@@ -44,16 +44,6 @@ import monitor_training as training  # noqa: E402
 
 STEPS = 200
 EVERY = 50
-#: the journal formats, by suffix (Parquet needs pyarrow)
-FORMATS = [
-    ".jsonl",
-    pytest.param(
-        ".parquet",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow"
-        ),
-    ),
-]
 #: the frameworks' own loops cost more per step: fewer steps there
 FRAMEWORK_STEPS = 120
 FRAMEWORK_EVERY = 40
@@ -74,6 +64,18 @@ COLUMNS = [
     "num_pl_spikes", "lambda_max", "log_spectral_norm", "norm", "log_norm", "log_alpha_norm",
     "stable_rank", "entropy", "matrix_rank", "status",
 ]  # fmt: skip
+
+
+#: the journal formats, by suffix (Parquet needs pyarrow)
+FORMATS = [
+    ".jsonl",
+    pytest.param(
+        ".parquet",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow"
+        ),
+    ),
+]
 
 
 def _train_plain(monitor: Monitor, snapshots: dict[int, dict[str, Any]], model: Any) -> int:

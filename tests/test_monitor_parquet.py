@@ -203,6 +203,14 @@ def test_what_is_not_a_parquet_journal(tmp_path: Path) -> None:
     (folder / "mine.csv").unlink()  # an empty folder is a new journal
     Monitor(training.mlp(), folder).close()
     assert read_monitor_journal(folder).steps() == []
+    # any path is Parquet when asked for; a folder stays one when reopened
+    from alphahat.monitor.journal import open_monitor_journal
+
+    plain = tmp_path / "alpha"
+    open_monitor_journal(plain, {"model": "m"}, fmt="parquet")[0].close()
+    assert (plain / KEY_FILE).is_file() and read_monitor_journal(plain).key["model"] == "m"
+    with pytest.raises(ValueError, match="journal format must be 'jsonl' or 'parquet'; got 'csv'"):
+        open_monitor_journal(plain, {}, fmt="csv")  # type: ignore[arg-type]
     (folder / KEY_FILE).write_text('{"alphahat_journal": 1, "key": {}}')
     with pytest.raises(JournalError, match=rf"{KEY_FILE}: not an alphahat Parquet journal header"):
         read_monitor_journal(folder)
