@@ -8,7 +8,7 @@ saved, and the journal's rows must equal ``alphahat.analyze`` of those copies.
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import math
 import os
 import signal
@@ -66,6 +66,18 @@ COLUMNS = [
 ]  # fmt: skip
 
 
+#: the journal formats, by suffix (Parquet needs pyarrow)
+FORMATS = [
+    ".jsonl",
+    pytest.param(
+        ".parquet",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow"
+        ),
+    ),
+]
+
+
 def _train_plain(monitor: Monitor, snapshots: dict[int, dict[str, Any]], model: Any) -> int:
     """Train with monitored_loop; keep a copy of the weights at each monitored step."""
     x, y = training.digits()
@@ -95,15 +107,17 @@ def _assert_rows_equal_analyze(journal: Path, snapshots: dict[int, dict[str, Any
             assert [r[column] for r in got] == expected[column].tolist(), (step, column)
 
 
-def test_plain_loop_rows_equal_analyze_of_saved_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_plain_loop_rows_equal_analyze_of_saved_weights(tmp_path: Path, suffix: str) -> None:
     model = training.mlp()
     snapshots: dict[int, dict[str, Any]] = {}
-    with Monitor(model, tmp_path / "j.jsonl", every_steps=EVERY, alerts=()) as monitor:
+    journal = tmp_path / f"j{suffix}"
+    with Monitor(model, journal, every_steps=EVERY, alerts=()) as monitor:
         assert _train_plain(monitor, snapshots, model) == STEPS
         means = monitor.summary_table()
-    _assert_rows_equal_analyze(tmp_path / "j.jsonl", snapshots)
+    _assert_rows_equal_analyze(journal, snapshots)
     # the step's summary is the mean over the layers (independently: numpy over the rows)
-    rows = read_monitor_journal(tmp_path / "j.jsonl").layer_rows()
+    rows = read_monitor_journal(journal).layer_rows()
     for step, alpha in zip(means["step"], means["alpha"], strict=True):
         assert alpha == pytest.approx(np.mean([r["alpha"] for r in rows if r["step"] == step]))
     # α falls as the MLP trains (HT-SR: training makes the ESD heavier tailed)
@@ -292,13 +306,16 @@ def test_lightning_stop_request_sets_should_stop() -> None:
 
 def _steps_in(path: Path) -> int:
     try:
+        if path.is_dir():  # a Parquet journal: one part per complete step
+            return sum(1 for p in path.iterdir() if p.name.startswith("part-"))
         return path.read_text().count('"type": "step"')
     except OSError:
         return 0
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path: Path, suffix: str) -> None:
     script = Path(training.__file__)
     env = {**os.environ, "PYTHONPATH": str(Path(alphahat.__file__).parents[1])}
     steps, every = "120", "10"
@@ -310,7 +327,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path: Path) -
         command.append(str(data))
         return subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
 
-    journal, checkpoint = tmp_path / "killed.jsonl", tmp_path / "killed.pt"
+    journal, checkpoint = tmp_path / f"killed{suffix}", tmp_path / "killed.pt"
     process = run(journal, checkpoint, delay="0.01")
     deadline = time.monotonic() + 120
     while _steps_in(journal) < 5 and time.monotonic() < deadline and process.poll() is None:
@@ -330,6 +347,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path: Path) -
     assert len(keys) == len(set(keys)) == 2 * 12
     assert resumed.layer_rows() == expected.layer_rows()
     assert resumed.step_rows() == expected.step_rows()
+    assert repr(resumed.records) == repr(expected.records)  # bit for bit, NaN included
 
 
 def test_torn_last_record_is_dropped_and_the_step_analysed_again(tmp_path: Path) -> None:
@@ -353,14 +371,19 @@ def test_torn_last_record_is_dropped_and_the_step_analysed_again(tmp_path: Path)
     assert len(records.layer_rows()) == 4
 
 
-def test_a_journal_of_other_options_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_journal_of_other_options_is_refused(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"j{suffix}"
     model = training.mlp()
-    Monitor(model, path, alerts=()).close()
-    with pytest.raises(JournalError, match="option min_evals"):
+    with Monitor(model, path, every_steps=1, alerts=()) as monitor:
+        monitor.step(1)
+    with pytest.raises(JournalError, match=r"j\.(jsonl|parquet): written by a different monitor "
+                       r"\(option min_evals differ\)"):  # fmt: skip
         Monitor(model, path, options={"min_evals": 3})
+    assert read_monitor_journal(path).steps() == [1]  # untouched
     Monitor(model, path, options={"min_evals": 3}, resume=False).close()  # started over
-    assert json.loads(path.read_text().splitlines()[0])["key"]["options"]["min_evals"] == 3
+    records = read_monitor_journal(path)
+    assert records.key["options"]["min_evals"] == 3 and records.steps() == []
 
 
 def _row(
@@ -455,9 +478,10 @@ def test_schedule_and_bad_arguments() -> None:
         Monitor({"w": np.ones((4, 4))})
 
 
-def test_unwritable_journal_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "no such folder" / "j.jsonl"
-    with pytest.raises(JournalError, match=r"no such folder/j\.jsonl: cannot write the journal"):
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_unwritable_journal_is_a_clear_error(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / "no such folder" / f"j{suffix}"
+    with pytest.raises(JournalError, match=rf"no such folder/j\{suffix}: cannot write the journal"):
         Monitor(training.mlp(), path)
 
 
@@ -475,7 +499,7 @@ def test_a_bad_layer_is_a_failed_row_and_the_others_are_analysed(tmp_path: Path)
     assert summary.means["alpha"] == rows["2.weight"]["alpha"]  # the mean of the fitted layer
 
 
-def test_importing_the_monitor_imports_no_framework() -> None:
+def test_importing_the_monitor_imports_no_framework(tmp_path: Path) -> None:
     code = (
         "import sys, alphahat.monitor, alphahat.monitor.integrations, alphahat.monitor.trend;"
         "print([m for m in ('torch', 'transformers', 'lightning', 'matplotlib', 'tensorboard')"
@@ -485,6 +509,21 @@ def test_importing_the_monitor_imports_no_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+    # without pyarrow (pandas imports it where it is installed): everything imports, and the
+    # JSON-lines journal is written and read
+    code = (
+        "import sys; sys.modules['pyarrow'] = sys.modules['pyarrow.parquet'] = None\n"
+        "import alphahat, alphahat.cli, alphahat.monitor.trend, alphahat.monitor.parquet\n"
+        "import torch; from alphahat.monitor import Monitor, read_monitor_journal\n"
+        "m = Monitor(torch.nn.Linear(20, 30), sys.argv[1], every_steps=1, alerts=()); m.step(1)\n"
+        "m.close(); print(read_monitor_journal(sys.argv[1]).steps())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "j.jsonl")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1]"
 
 
 def test_missing_framework_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -29,20 +30,36 @@ from alphahat.monitor.trend import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four analyses of a 3-layer MLP whose weights change between them; alerts on layer 0."""
-    path = tmp_path_factory.mktemp("trend") / "monitor.jsonl"
+    """Four analyses of a 3-layer MLP whose weights change between them; alerts on layer 0.
+
+    Recorded into ``monitor.jsonl`` and, where pyarrow is installed, ``monitor.parquet`` too.
+    """
+    folder = tmp_path_factory.mktemp("trend")
+    paths = [folder / "monitor.jsonl"]
+    if importlib.util.find_spec("pyarrow") is not None:
+        paths.append(folder / "monitor.parquet")
     torch.manual_seed(1)
     model = torch.nn.Sequential(
         torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 20), torch.nn.Linear(20, 10)
     )
     rule = AlphaBelow(threshold=3.0)
-    with Monitor(model, path, every_steps=10, alerts=(rule,), warn=False) as monitor:
-        for step in (0, 10, 20, 30):
-            with torch.no_grad():  # a heavier tail each time: a rank-one spike grows
-                first = model[0].weight
-                first += 0.5 * torch.outer(torch.randn(30), torch.randn(40))
+    monitors = [Monitor(model, p, every_steps=10, alerts=(rule,), warn=False) for p in paths]
+    for step in (0, 10, 20, 30):
+        with torch.no_grad():  # a heavier tail each time: a rank-one spike grows
+            first = model[0].weight
+            first += 0.5 * torch.outer(torch.randn(30), torch.randn(40))
+        for monitor in monitors:
             monitor.step(step)
-    return path
+    for monitor in monitors:
+        monitor.close()
+    return paths[0]
+
+
+@pytest.fixture
+def parquet_journal(journal: Path) -> Path:
+    """The fixture's journal in Parquet."""
+    pytest.importorskip("pyarrow")
+    return journal.with_suffix(".parquet")
 
 
 def _lines(fig: Any) -> dict[str, Any]:
@@ -127,6 +144,18 @@ def test_cli_prints_writes_and_plots(journal: Path, tmp_path: Path) -> None:
     assert "During training" in (tmp_path / "t.html").read_text()
 
 
+def test_cli_reads_a_parquet_journal_as_the_json_lines_one(
+    journal: Path, parquet_journal: Path
+) -> None:
+    runner = CliRunner()
+    printed = [
+        runner.invoke(app, ["trend", str(j), "-f", "csv"]) for j in (journal, parquet_journal)
+    ]
+    assert all(r.exit_code == 0 for r in printed), [r.output for r in printed]
+    assert printed[0].stdout == printed[1].stdout
+    assert "alpha" in printed[0].stdout.splitlines()[0] and len(printed[0].stdout.splitlines()) == 5
+
+
 def test_cli_errors_are_one_line(journal: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     bad = tmp_path / "bad.jsonl"
@@ -155,8 +184,13 @@ def test_html_report_gets_the_training_section(journal: Path) -> None:
     assert page.count("data:image/png;base64,") == plain.count("data:image/png;base64,") + 3
 
 
-def test_cli_report_takes_the_training_journal(journal: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_cli_report_takes_the_training_journal(journal: Path, tmp_path: Path, fmt: str) -> None:
     from safetensors.numpy import save_file
+
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+        journal = journal.with_suffix(".parquet")
 
     weights = tmp_path / "model.safetensors"
     rng = np.random.default_rng(0)

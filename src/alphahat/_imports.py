@@ -21,9 +21,16 @@ _EXTRAS = {
     "transformers": "transformers",
     "lightning.pytorch": "lightning",
     "tensorboard": "tensorboard",
+    "pyarrow": "parquet",
+    "pyarrow.parquet": "parquet",
 }
 #: exact pins where an unpinned install would pull something unwanted
-_PINS = {"torch": "torch==2.13.0", "sklearn": "scikit-learn", "lightning.pytorch": "lightning"}
+_PINS = {
+    "torch": "torch==2.13.0",
+    "sklearn": "scikit-learn",
+    "lightning.pytorch": "lightning",
+    "pyarrow.parquet": "pyarrow",
+}
 
 
 def require(module: str, purpose: str) -> ModuleType:

@@ -39,6 +39,7 @@ from alphahat.report.io import write_atomic
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from alphahat.monitor.journal import MonitorRecords
     from alphahat.report import Report
     from alphahat.traps import TrapAnalysis
 
@@ -262,7 +263,7 @@ def report_html(
     diagnostics: DiagnosticsChoice = "auto",
     max_diagnostics: int = DEFAULT_MAX_DIAGNOSTICS,
     dpi: float = 72,
-    training_journal: str | Path | None = None,
+    training_journal: MonitorRecords | str | Path | None = None,
     traps: TrapAnalysis | None = None,
     workers: int = 1,
     progress: bool = False,
@@ -276,8 +277,9 @@ def report_html(
         diagnostics: which layers get fit-diagnostics figures (:func:`select_diagnostic_layers`).
         max_diagnostics: the cap of ``"auto"`` (each figure adds ≈ 25 kB).
         dpi: resolution of the figures.
-        training_journal: a journal of :class:`alphahat.monitor.Monitor`: adds the section
-            "During training" (the model means per step and the trend figures).
+        training_journal: a journal of :class:`alphahat.monitor.Monitor` (JSON lines or a
+            Parquet folder, or its records read back): adds the section "During training"
+            (the model means per step and the trend figures).
         traps: :func:`alphahat.analyze_traps` of the model: adds its section
             (:func:`traps_section`, a heat map per trap).
         workers: processes that draw the layers' figures (1: in this process; at most one
@@ -321,7 +323,7 @@ def report_html(
             *((("blocks", "Blocks"),) if blocks else ()),
             ("layers", "Layers"),
             ("diagnostics", "Diagnostics"),
-            *((("training-trends", "During training"),) if training_journal else ()),
+            *((("training-trends", "During training"),) if training_journal is not None else ()),
             *((("traps", "Traps"),) if traps is not None else ()),
             ("provenance", "Provenance"),
         )

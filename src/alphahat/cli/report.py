@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +25,9 @@ from alphahat.cli._shared import (
     with_options,
 )
 from alphahat.errors import AlphahatError, OptionError
+
+if TYPE_CHECKING:
+    from alphahat.monitor.journal import MonitorRecords
 
 
 @with_options(*ANALYSIS_OPTIONS, "workers", *SOURCE_OPTIONS)
@@ -62,7 +65,8 @@ def report(
         typer.Option(
             "--training-journal",
             metavar="JOURNAL",
-            help="Add the section 'During training' from an alphahat.monitor journal.",
+            help="Add the section 'During training' from an alphahat.monitor journal (JSON "
+            "lines, or a .parquet folder).",
         ),
     ] = None,
     traps: Annotated[
@@ -95,6 +99,7 @@ def report(
         choice = layer_specs([diagnostics])
     require_extras(("matplotlib", "the HTML report's figures"))  # before any analysis
     values = option_values(options)
+    records = _training_records(training_journal)  # read (or refused) before any analysis
     try:
         if model.lower().endswith(".json") and Path(model).is_file():
             # a report saved with `alphahat analyze -f json`: everything but the diagnostics
@@ -116,7 +121,7 @@ def report(
             title=title,
             diagnostics=choice,
             max_diagnostics=cap,
-            training_journal=training_journal,
+            training_journal=records,
             traps=found,
             workers=_figure_workers(values),
             progress=not quiet,
@@ -134,6 +139,18 @@ def report(
             note(f"wrote {output} ({len(page.encode('utf-8')) / 1e6:.2f} MB)")
     if result.summary().model.num_layers == 0:
         fail("no layer could be analysed (the report says why)", EXIT_NO_LAYERS)
+
+
+def _training_records(journal: Path | None) -> MonitorRecords | None:
+    """The monitor journal's records, or the command's one-line error."""
+    if journal is None:
+        return None
+    from alphahat.monitor.journal import read_monitor_journal
+
+    try:
+        return read_monitor_journal(journal)
+    except AlphahatError as exc:
+        fail(str(exc))
 
 
 #: The most processes ``report`` draws figures on when ``-j`` is not given.

@@ -30,7 +30,8 @@ def trend(
         Path,
         typer.Argument(
             metavar="JOURNAL",
-            help="A journal written by alphahat.monitor.Monitor (JSON lines).",
+            help="A journal written by alphahat.monitor.Monitor (JSON lines, or a .parquet "
+            "folder).",
             show_default=False,
         ),
     ],

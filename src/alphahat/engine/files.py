@@ -33,6 +33,23 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
+def sync_folder(folder: Path) -> None:
+    """Make the entries of ``folder`` durable (fsync the folder): a file renamed into it stays.
+
+    A no-op where a folder cannot be opened or synced (Windows, some network file systems).
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def file_sha256(
     path: str | Path,
     *,
@@ -61,4 +78,4 @@ def file_sha256(
     return digest.hexdigest()
 
 
-__all__ = ["file_sha256", "write_atomic"]
+__all__ = ["file_sha256", "sync_folder", "write_atomic"]

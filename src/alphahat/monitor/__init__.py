@@ -5,7 +5,8 @@
   :func:`monitored_loop` — the plain training-loop helper.
 * :mod:`~alphahat.monitor.alerts` — the rules (:class:`AlphaBelow`, :class:`AlphaOutside`,
   :class:`AlphaHatJump`, :class:`NewTraps`) and :class:`AlphaAlertWarning`.
-* :mod:`~alphahat.monitor.journal` — the journal read back (:func:`read_monitor_journal`).
+* :mod:`~alphahat.monitor.journal` — the journal read back (:func:`read_monitor_journal`):
+  JSON lines, or Parquet (:mod:`~alphahat.monitor.parquet`, for a path ending in ``.parquet``).
 * :mod:`~alphahat.monitor.integrations` — the Hugging Face ``TrainerCallback`` and the
   Lightning ``Callback`` (each imported only when asked for).
 

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alphahat.engine.journal import Journal
 from alphahat.layers import TensorPlan
 from alphahat.metrics import SUMMARY_METRICS, summarize
 from alphahat.monitor.alerts import (
@@ -46,7 +45,7 @@ from alphahat.monitor.alerts import (
     check_rules,
     needs_randomize,
 )
-from alphahat.monitor.journal import MonitorRecords, open_monitor_journal
+from alphahat.monitor.journal import MonitorJournal, MonitorRecords, open_monitor_journal
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
 from alphahat.pipeline.walk import load_planned, plan_layers, spectrum_device
 from alphahat.run import LayerTask, plan_row, run_layer_task
@@ -123,7 +122,8 @@ class Monitor:
 
     Args:
         model: the live ``torch.nn.Module`` (never modified).
-        journal: path of the JSON-lines journal (None: keep the results in memory only).
+        journal: path of the journal (None: keep the results in memory only): JSON lines, or
+            a Parquet folder when it ends in ``.parquet`` (:mod:`alphahat.monitor.parquet`).
             An existing journal of the same model class and options is resumed: steps it
             holds are not analysed again.
         every_steps: analyse when ``step % every_steps == 0`` (:meth:`step`).
@@ -169,7 +169,7 @@ class Monitor:
         self.history: list[StepSummary] = []
         self.should_stop = False
         self._lock = threading.Lock()
-        self._journal: Journal | None = None
+        self._journal: MonitorJournal | None = None
         self._done: dict[int, StepSummary] = {}
         self._submitted: set[int] = set()
         if journal is not None:
