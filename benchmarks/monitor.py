@@ -186,10 +186,13 @@ def median_time(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
-def background_costs(
-    trainer: Trainer, monitor: Monitor, step: int, t_step: float
-) -> tuple[float, float, int]:
-    """(blocking, slowdown, steps meanwhile) of one background analysis."""
+def background_costs(trainer: Trainer, monitor: Monitor, step: int) -> tuple[float, float, int]:
+    """(blocking, slowdown, steps meanwhile) of one background analysis.
+
+    The slowdown is measured against the median of 3 training steps timed just before (the
+    machine's load drifts).
+    """
+    t_step = median_time(trainer.step, 3)
     done = len(monitor.history)
     start = time.perf_counter()
     monitor.step(step, force=True)
@@ -205,7 +208,7 @@ def background_costs(
 
 
 def background_mode(
-    mode: str, trainer: Trainer, folder: Path, args: argparse.Namespace, t_step: float
+    mode: str, trainer: Trainer, folder: Path, args: argparse.Namespace
 ) -> tuple[float, float, float, float]:
     """(first step, blocking, slowdown, steps meanwhile) of the background ``mode``."""
     blas = args.blas_threads if mode == "process" else None
@@ -218,7 +221,7 @@ def background_mode(
         monitor.step(0, force=True)
         monitor.wait()
         first = time.perf_counter() - start
-        costs = [background_costs(trainer, monitor, k + 1, t_step) for k in range(args.repeat)]
+        costs = [background_costs(trainer, monitor, k + 1) for k in range(args.repeat)]
     return (
         first,
         statistics.median(c[0] for c in costs),
@@ -264,7 +267,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--blas-threads", type=int, default=None,
-        help="BLAS threads of the process mode's worker (default: half the cores)",
+        help="BLAS threads of the process mode's worker (default: 1)",
     )  # fmt: skip
     parser.add_argument("--random", action="store_true", help="random weights, not MiniLM-L6's")
     parser.add_argument("--full", action="store_true", help="also time whole training runs")
@@ -281,9 +284,7 @@ def main() -> None:
             counter = iter(range(1, 10_000))
             t_call = median_time(lambda: fg.step(next(counter), force=True), args.repeat)
             layers = fg.history[-1].num_layers
-        modes = {
-            m: background_mode(m, trainer, folder, args, t_step) for m in ("thread", "process")
-        }
+        modes = {m: background_mode(m, trainer, folder, args) for m in ("thread", "process")}
         window = args.every * t_step
         fg_share = t_call / (window + t_call)
         params = sum(p.numel() for p in model.parameters())

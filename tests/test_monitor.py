@@ -411,6 +411,27 @@ def test_lightning_stop_request_sets_should_stop() -> None:
     assert module.logged["alphahat/mean_alpha"] == monitor.history[-1].means["alpha"]
 
 
+def test_callbacks_wait_for_background_analyses_before_a_checkpoint() -> None:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("lightning.pytorch")
+    from alphahat.monitor.integrations import lightning_callback, trainer_callback
+
+    monitor = Monitor(training.mlp(), every_steps=1, alerts=(), background="thread")
+    waits: list[int] = []
+    monitor.wait = lambda: waits.append(len(monitor._submitted))  # type: ignore[method-assign]
+    callback = trainer_callback(monitor)
+    state, control = transformers.TrainerState(), transformers.TrainerControl()
+    state.global_step = 1
+    callback.on_step_end(None, state, control)
+    assert waits == []  # no checkpoint after this step
+    state.global_step, control.should_save = 2, True  # as the trainer's DefaultFlowCallback sets
+    callback.on_step_end(None, state, control)
+    assert waits == [2]  # after step 2 was submitted, before the checkpoint
+    lightning_callback(monitor).on_save_checkpoint(None, None, {})
+    assert waits == [2, 2]
+    monitor.close()
+
+
 def _steps_in(path: Path) -> int:
     try:
         return path.read_text().count('"type": "step"')

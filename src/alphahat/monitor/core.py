@@ -5,8 +5,8 @@ module's layers (:func:`alphahat.pipeline.walk.plan_layers` on the module's
 :class:`~alphahat.sources.torch_sources.ModuleSource`), reads them one at a time
 (:func:`~alphahat.pipeline.walk.load_planned`) and analyses each with
 :func:`alphahat.run.run_layer_task` — the analysis of :func:`alphahat.analyze`, so a
-monitor row equals ``analyze``'s row of the same weights. Each row is appended to the journal
-(:mod:`alphahat.monitor.journal`) as soon as it is computed; the alert rules
+monitor row equals ``analyze``'s row of the same weights. The step's rows are appended to the
+journal (:mod:`alphahat.monitor.journal`) as soon as they are computed; the alert rules
 (:mod:`alphahat.monitor.alerts`) are checked against the previous analysis; the step's model
 means (:func:`alphahat.metrics.summarize`) are returned as a :class:`StepSummary` and, with a
 TensorBoard ``SummaryWriter``, written as scalars.
@@ -143,7 +143,7 @@ class Monitor:
             ``"thread"``, a worker thread; ``"process"``, one worker process (started at the
             first scheduled step and reused). False: in the training thread.
         blas_threads: BLAS/OpenMP threads of the worker process (``background="process"``
-            only; default half the cores, at least 1).
+            only; default 1, so that the worker takes one core from training).
         writer: a TensorBoard ``SummaryWriter`` (or anything with ``add_scalar``).
         resume: continue an existing journal (False: start it over).
         warn: issue each alert as an :class:`AlphaAlertWarning` (it is always logged and

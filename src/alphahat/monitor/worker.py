@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from alphahat.engine.executors import ProcessExecutor, TaskFailure, threads_per_worker
+from alphahat.engine.executors import ProcessExecutor, TaskFailure
 from alphahat.engine.tasks import FailedLoad
 from alphahat.layers import TensorPlan
 from alphahat.pipeline.core import error_reason
@@ -207,7 +207,8 @@ class ProcessWorker:
         options: the analysis options (they travel with each job: they must pickle).
         finish: called in the training process (by a receiving thread) with
             ``(step, epoch, rows, seconds)`` for each analysed step, in step order.
-        threads: BLAS/OpenMP threads of the worker process (default: half the cores, ≥ 1).
+        threads: BLAS/OpenMP threads of the worker process (default 1: the worker takes one
+            core from training; more threads oversubscribe cores the training step uses).
         waiting: snapshots that may wait besides the one being analysed.
     """
 
@@ -220,7 +221,7 @@ class ProcessWorker:
         waiting: int = 2,
     ) -> None:
         self.options = options
-        self.threads = threads or threads_per_worker(2)
+        self.threads = threads or 1
         self._finish = finish
         self._limit = waiting + 1
         self._cond = threading.Condition()
