@@ -233,6 +233,73 @@ def test_process_mode_killed_worker_is_a_clear_error(tmp_path: Path) -> None:
     assert not _monitor_workers()  # close ended the worker
 
 
+def test_process_mode_blocks_beyond_two_waiting_snapshots(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "j.jsonl"
+    monitor = Monitor(training.mlp(), path, every_steps=1, alerts=(), background="process")
+    monitor.step(1)
+    monitor.wait()
+    (worker,) = _monitor_workers()
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        for step in (2, 3, 4):  # one sent to the stopped worker, two waiting
+            monitor.step(step)
+        fifth = threading.Thread(target=monitor.step, args=(5,))
+        fifth.start()
+        fifth.join(timeout=0.5)
+        assert fifth.is_alive()  # blocked: no room for a fourth snapshot
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    fifth.join(timeout=60)
+    assert not fifth.is_alive()
+    blocks = monitor._worker._blocks  # type: ignore[union-attr]
+    assert len(blocks) == 3  # reused from step to step
+    monitor.close()
+    assert read_monitor_journal(path).steps() == [1, 2, 3, 4, 5]
+    assert blocks == []  # close removed them
+
+
+def test_process_mode_shared_memory_is_checked_and_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alphahat.monitor import worker
+
+    path = tmp_path / "j.jsonl"
+    model = training.mlp()
+    monitor = Monitor(model, path, every_steps=1, alerts=(), background="process")
+    with monkeypatch.context() as patch:  # a container's small /dev/shm: refused, not a SIGBUS
+        patch.setattr(
+            worker.os, "statvfs", lambda _: os.statvfs_result((4096, 4096, 0, 0, 2) + (0,) * 5)
+        )
+        with pytest.raises(
+            MonitorWorkerError,
+            match=r"needs [\d.]+ KiB of shared memory .* /dev/shm has 8\.0 KiB free",
+        ):
+            monitor.step(1)
+    monitor.step(2)
+    monitor.wait()
+    (small,) = monitor._worker._blocks  # type: ignore[union-attr]
+    with torch.no_grad():
+        model[2] = torch.nn.Linear(48, 300)  # a larger model: the free block is too small
+    monitor.step(3)
+    monitor.close()
+    (step_2, step_3) = [s.rows for s in monitor.history]
+    assert [r["N"] for r in step_3] == [64, 300] and [r["N"] for r in step_2] == [64, 48]
+    expected = alphahat.analyze({k: v.clone() for k, v in model.state_dict().items()}).details
+    assert [r["alpha"] for r in step_3] == expected[expected.status != "skipped"].alpha.tolist()
+    assert small.size < 300 * 48 * 4
+
+
+def test_process_mode_bfloat16_rows_equal_analyze(tmp_path: Path) -> None:
+    model = training.mlp().to(torch.bfloat16)
+    path = tmp_path / "j.jsonl"
+    with Monitor(model, path, every_steps=1, alerts=(), background="process") as monitor:
+        monitor.step(1)
+    _assert_rows_equal_analyze(path, {1: {k: v.clone() for k, v in model.state_dict().items()}})
+    assert {r["dtype"] for r in read_monitor_journal(path).layer_rows()} == {"bfloat16"}
+
+
 @pytest.mark.parametrize("background", BACKGROUNDS)
 def test_background_resume_loses_and_repeats_nothing(tmp_path: Path, background: str) -> None:
     path = tmp_path / "j.jsonl"

@@ -46,6 +46,7 @@ import numpy.typing as npt
 from alphahat.engine.executors import ProcessExecutor, TaskFailure
 from alphahat.engine.tasks import FailedLoad
 from alphahat.layers import TensorPlan
+from alphahat.layers.limits import format_bytes
 from alphahat.pipeline.core import error_reason
 from alphahat.pipeline.options import AnalysisOptions
 from alphahat.pipeline.walk import load_planned, plan_layers
@@ -177,8 +178,8 @@ def _check_room(nbytes: int) -> None:
     free = info.f_bavail * info.f_frsize
     if nbytes > free:
         raise MonitorWorkerError(
-            f"background='process' needs {nbytes / 2**20:.0f} MiB of shared memory for a "
-            f"snapshot of the weights, but {SHM_FOLDER} has {free / 2**20:.0f} MiB free "
+            f"background='process' needs {format_bytes(nbytes)} of shared memory for a "
+            f"snapshot of the weights, but {SHM_FOLDER} has {format_bytes(free)} free "
             "(in Docker: --shm-size); use background='thread' instead"
         )
 
@@ -254,8 +255,8 @@ class ProcessWorker:
         try:
             job, block = self._snapshot(model, plans, block)
         except BaseException:
-            if block is not None:
-                with self._cond:
+            with self._cond:
+                if block is not None and block in self._blocks:  # still ours: reusable
                     self._free.append(block)
             raise
         with self._cond:
@@ -344,11 +345,11 @@ class ProcessWorker:
     def _new_block(
         self, size: int, old: shared_memory.SharedMemory | None
     ) -> shared_memory.SharedMemory:
+        _check_room(size)
         if old is not None:  # too small (the model grew): replaced
             with self._cond:
                 self._blocks.remove(old)
             _unlink([old])
-        _check_room(size)
         block = shared_memory.SharedMemory(create=True, size=max(size, 1))
         with self._cond:
             self._blocks.append(block)
