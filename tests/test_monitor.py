@@ -151,8 +151,7 @@ def test_background_mode_reads_the_snapshot_not_the_live_weights(
                 return analyse(*args)
 
             monitor._worker._analyse = after_the_change  # type: ignore[union-attr]
-        # process: the worker process is started after this call returns (it takes a second):
-        # it can only read the copy made during the call
+        # process: the call copies the tensors into shared memory before it returns
         assert monitor.step(1) is None
         with torch.no_grad():
             model[0].weight.mul_(3.0).add_(torch.randn(48, 64))
@@ -214,6 +213,9 @@ def test_process_mode_killed_worker_is_a_clear_error(tmp_path: Path) -> None:
     (worker,) = _monitor_workers()
     os.kill(worker.pid, signal.SIGSTOP)  # the next step is sent to a worker that cannot run it
     monitor.step(2)
+    deadline = time.monotonic() + 30
+    while not monitor._worker._sent and time.monotonic() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.01)  # until the receiving thread took the job (and sent it right after)
     time.sleep(0.2)
     os.kill(worker.pid, signal.SIGKILL)
     with pytest.raises(MonitorWorkerError, match=r"step 2 .*worker process.*SIGKILL"):
