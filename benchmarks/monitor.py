@@ -10,17 +10,25 @@ Measured, each the median of ``--repeat`` runs:
 
 * ``train step``: one forward + backward + optimizer step (without any monitor);
 * ``monitor.step``: one analysis of the current weights in the training thread (foreground);
-* ``background: blocking``: what a background ``monitor.step`` makes the training step wait
-  for (the copy of the analysed tensors);
-* ``background: slowdown``: the extra wall time the training steps take while the worker
-  thread analyses (they share the cores), summed over the steps that run meanwhile.
+* for each background mode — ``thread`` (a worker thread analyses clones of the analysed
+  tensors) and ``process`` (the tensors are copied into shared memory and one worker process
+  with ``--blas-threads`` BLAS threads analyses them):
+
+  * ``blocking``: what a background ``monitor.step`` makes the training step wait for (the
+    copy of the analysed tensors);
+  * ``slowdown``: the extra wall time the training steps take while the worker analyses
+    (they share the cores, and a thread shares the GIL), summed over the steps that run
+    meanwhile;
+  * ``first step``: the first background analysis from ``monitor.step`` to its result (the
+    process mode starts its worker process then); not measured in the two above.
 
 Overhead at one analysis per ``--every`` steps (default 500): foreground = monitor.step /
 (every × train step + monitor.step); background = (blocking + slowdown) / (every × train step +
 blocking + slowdown). Target: under 5 % of wall time. ``--full`` also trains ``2 × every`` steps
 with and without each monitor and prints the measured wall-time ratios (slow: minutes).
 
-    python benchmarks/monitor.py [--every 500] [--repeat 3] [--threads N] [--full]
+    python benchmarks/monitor.py [--every 500] [--repeat 3] [--threads N] [--blas-threads N]
+                                 [--batch 16] [--seq-len 128] [--full]
 """
 
 from __future__ import annotations
@@ -178,10 +186,13 @@ def median_time(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
-def background_costs(
-    trainer: Trainer, monitor: Monitor, step: int, t_step: float
-) -> tuple[float, float, int]:
-    """(blocking, slowdown, steps meanwhile) of one background analysis."""
+def background_costs(trainer: Trainer, monitor: Monitor, step: int) -> tuple[float, float, int]:
+    """(blocking, slowdown, steps meanwhile) of one background analysis.
+
+    The slowdown is measured against the median of 3 training steps timed just before (the
+    machine's load drifts).
+    """
+    t_step = median_time(trainer.step, 3)
     done = len(monitor.history)
     start = time.perf_counter()
     monitor.step(step, force=True)
@@ -196,17 +207,41 @@ def background_costs(
     return blocking, max(spent - steps * t_step, 0.0), steps
 
 
+def background_mode(
+    mode: str, trainer: Trainer, folder: Path, args: argparse.Namespace
+) -> tuple[float, float, float, float]:
+    """(first step, blocking, slowdown, steps meanwhile) of the background ``mode``."""
+    blas = args.blas_threads if mode == "process" else None
+    monitor = Monitor(
+        trainer.model, folder / f"bg-{mode}.jsonl", every_steps=args.every, alerts=(),
+        background=mode, blas_threads=blas,
+    )  # fmt: skip
+    with monitor:
+        start = time.perf_counter()
+        monitor.step(0, force=True)
+        monitor.wait()
+        first = time.perf_counter() - start
+        costs = [background_costs(trainer, monitor, k + 1) for k in range(args.repeat)]
+    return (
+        first,
+        statistics.median(c[0] for c in costs),
+        statistics.median(c[1] for c in costs),
+        statistics.median(c[2] for c in costs),
+    )
+
+
 def full_runs(args: argparse.Namespace, folder: Path) -> None:
     total = 2 * args.every
     walls = {}
-    for mode in ("none", "foreground", "background"):
+    for mode in ("none", "foreground", "thread", "process"):
         model = build_model(args.random)
         trainer = Trainer(model, args.batch, args.seq_len)
         monitor = None
         if mode != "none":
             monitor = Monitor(
                 model, folder / f"full-{mode}.jsonl", every_steps=args.every, alerts=(),
-                background=mode == "background",
+                background=mode if mode != "foreground" else False,
+                blas_threads=args.blas_threads if mode == "process" else None,
             )  # fmt: skip
         start = time.perf_counter()
         for step in range(1, total + 1):
@@ -217,7 +252,7 @@ def full_runs(args: argparse.Namespace, folder: Path) -> None:
             monitor.close()
         walls[mode] = time.perf_counter() - start
         print(f"full run, {mode:>10}: {total} steps in {walls[mode]:.1f} s")
-    for mode in ("foreground", "background"):
+    for mode in ("foreground", "thread", "process"):
         print(f"full run overhead, {mode}: {100 * (walls[mode] / walls['none'] - 1):+.1f} %")
 
 
@@ -230,6 +265,10 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
+    parser.add_argument(
+        "--blas-threads", type=int, default=None,
+        help="BLAS threads of the process mode's worker (default: 1)",
+    )  # fmt: skip
     parser.add_argument("--random", action="store_true", help="random weights, not MiniLM-L6's")
     parser.add_argument("--full", action="store_true", help="also time whole training runs")
     args = parser.parse_args()
@@ -245,15 +284,9 @@ def main() -> None:
             counter = iter(range(1, 10_000))
             t_call = median_time(lambda: fg.step(next(counter), force=True), args.repeat)
             layers = fg.history[-1].num_layers
-        bg = Monitor(model, folder / "bg.jsonl", every_steps=args.every, alerts=(), background=True)
-        with bg:
-            costs = [background_costs(trainer, bg, k + 1, t_step) for k in range(args.repeat)]
-        blocking = statistics.median(c[0] for c in costs)
-        slowdown = statistics.median(c[1] for c in costs)
-        meanwhile = statistics.median(c[2] for c in costs)
+        modes = {m: background_mode(m, trainer, folder, args) for m in ("thread", "process")}
         window = args.every * t_step
         fg_share = t_call / (window + t_call)
-        bg_share = (blocking + slowdown) / (window + blocking + slowdown)
         params = sum(p.numel() for p in model.parameters())
         print(
             f"MiniLM-L6-shaped model ({params / 1e6:.1f} M parameters, {layers} layers analysed), "
@@ -261,14 +294,18 @@ def main() -> None:
         )
         print(f"{'train step':<28}{1000 * t_step:10.1f} ms")
         print(f"{'monitor.step (foreground)':<28}{1000 * t_call:10.1f} ms")
-        print(f"{'background: blocking':<28}{1000 * blocking:10.1f} ms")
-        print(
-            f"{'background: slowdown':<28}{1000 * slowdown:10.1f} ms  "
-            f"(over {meanwhile:g} training steps while the worker ran)"
-        )
+        for mode, (first, blocking, slowdown, meanwhile) in modes.items():
+            print(f"{mode + ': first step':<28}{1000 * first:10.1f} ms")
+            print(f"{mode + ': blocking':<28}{1000 * blocking:10.1f} ms")
+            print(
+                f"{mode + ': slowdown':<28}{1000 * slowdown:10.1f} ms  "
+                f"(over {meanwhile:g} training steps while the worker ran)"
+            )
         print(f"overhead at one analysis per {args.every} steps:")
         print(f"  foreground: {100 * fg_share:5.2f} % of wall time  (target < 5 %)")
-        print(f"  background: {100 * bg_share:5.2f} % of wall time  (target < 5 %)")
+        for mode, (_, blocking, slowdown, _) in modes.items():
+            share = (blocking + slowdown) / (window + blocking + slowdown)
+            print(f"  {mode:<10}: {100 * share:5.2f} % of wall time  (target < 5 %)")
         steps_for_5 = math.ceil(t_call * 0.95 / (0.05 * t_step))
         print(f"  foreground reaches 5 % at one analysis per {steps_for_5} steps")
         if args.full:

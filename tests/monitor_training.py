@@ -2,12 +2,13 @@
 
 Also a script (the kill-and-resume test runs it in a subprocess)::
 
-    python tests/monitor_training.py JOURNAL CHECKPOINT STEPS EVERY [DELAY [DATA.npz]]
+    python tests/monitor_training.py JOURNAL CHECKPOINT STEPS EVERY [DELAY [DATA.npz [BACKGROUND]]]
 
 trains the MLP for STEPS optimizer steps with a :class:`~alphahat.monitor.Monitor` every EVERY
 steps, saving a checkpoint (model, optimizer, step) every ``2 * EVERY`` steps and resuming from
-it when it exists. The batches are a fixed function of the step, so a resumed run sees the
-same data as an uninterrupted one.
+it when it exists (BACKGROUND: the monitor's ``background``, ``thread`` or ``process``; the
+checkpoint waits for the analyses in flight). The batches are a fixed function of the step, so
+a resumed run sees the same data as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main(
     every: int,
     delay: float = 0.0,
     data: str | None = None,
+    background: bool | str = False,
 ) -> None:
     """The training run of the module docstring."""
     import torch
@@ -90,7 +92,7 @@ def main(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
-    with Monitor(model, journal, every_steps=every, alerts=()) as monitor:
+    with Monitor(model, journal, every_steps=every, alerts=(), background=background) as monitor:
         for step in range(start, steps):
             rows = torch.from_numpy(batch_indices(step, len(x)))
             optimizer.zero_grad()
@@ -99,6 +101,7 @@ def main(
             optimizer.step()
             monitor.step(step + 1)
             if (step + 1) % (2 * every) == 0:
+                monitor.wait()  # the journal holds every step the checkpoint has passed
                 tmp = path.with_suffix(".tmp")
                 torch.save(
                     {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -113,4 +116,6 @@ def main(
 if __name__ == "__main__":
     args = sys.argv[1:]
     delay = float(args[4]) if len(args) > 4 else 0.0
-    main(args[0], args[1], int(args[2]), int(args[3]), delay, args[5] if len(args) > 5 else None)
+    data = args[5] if len(args) > 5 else None
+    background = args[6] if len(args) > 6 else False
+    main(args[0], args[1], int(args[2]), int(args[3]), delay, data, background)

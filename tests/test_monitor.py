@@ -1,9 +1,10 @@
 """The α monitor: rows equal alphahat.analyze of saved weights, resumable journal, alerts.
 
 A 64 → 48 → 10 MLP trains on scikit-learn's digits for a few hundred steps (about a second on
-one core) with the plain-loop helper, in the background mode, with the Hugging Face Trainer
-callback and with the Lightning callback; at every monitored step a copy of the state dict is
-saved, and the journal's rows must equal ``alphahat.analyze`` of those copies.
+one core) with the plain-loop helper, in the background modes (a worker thread, a worker
+process), with the Hugging Face Trainer callback and with the Lightning callback; at every
+monitored step a copy of the state dict is saved, and the journal's rows must equal
+``alphahat.analyze`` of those copies.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from alphahat.monitor import (  # noqa: E402
     AlphaHatJump,
     AlphaOutside,
     Monitor,
+    MonitorWorkerError,
     NewTraps,
     monitored_loop,
     read_monitor_journal,
@@ -47,6 +49,8 @@ EVERY = 50
 #: the frameworks' own loops cost more per step: fewer steps there
 FRAMEWORK_STEPS = 120
 FRAMEWORK_EVERY = 40
+#: the background modes, tested alike
+BACKGROUNDS = ["thread", "process"]
 
 
 @pytest.fixture(autouse=True)
@@ -124,35 +128,221 @@ def test_plain_loop_rows_equal_analyze_of_saved_weights(tmp_path: Path, suffix: 
     assert means["alpha"].iloc[-1] < means["alpha"].iloc[0]
 
 
-def test_background_mode_analyses_the_weights_of_its_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_background_mode_analyses_the_weights_of_its_step(tmp_path: Path, background: str) -> None:
     model = training.mlp()
     snapshots: dict[int, dict[str, Any]] = {}
-    monitor = Monitor(model, tmp_path / "j.jsonl", every_steps=EVERY, alerts=(), background=True)
+    path = tmp_path / "j.jsonl"
+    monitor = Monitor(model, path, every_steps=EVERY, alerts=(), background=background)
     with monitor:
         _train_plain(monitor, snapshots, model)
+    # leaving the with block waited for every pending step
     assert [s.step for s in monitor.history] == sorted(snapshots)
-    _assert_rows_equal_analyze(tmp_path / "j.jsonl", snapshots)
+    _assert_rows_equal_analyze(path, snapshots)
+    # the journal's step records are the summaries' means, in step order
+    journaled = read_monitor_journal(path).step_rows()
+    assert [r["step"] for r in journaled] == sorted(snapshots)
+    for record, summary in zip(journaled, monitor.history, strict=True):
+        assert {k: record[k] for k in summary.means} == dict(summary.means)
 
 
-def test_background_mode_reads_the_clones_not_the_live_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_background_mode_reads_the_snapshot_not_the_live_weights(
+    tmp_path: Path, background: str
+) -> None:
     import threading
 
     model = training.mlp()
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     changed = threading.Event()
-    with Monitor(model, tmp_path / "j.jsonl", every_steps=1, alerts=(), background=True) as monitor:
-        analyse = monitor._worker._analyse  # type: ignore[union-attr]
+    path = tmp_path / "j.jsonl"
+    with Monitor(model, path, every_steps=1, alerts=(), background=background) as monitor:
+        if background == "thread":
+            analyse = monitor._worker._analyse  # type: ignore[union-attr]
 
-        def after_the_change(*args: Any) -> Any:  # the worker starts once the weights changed
-            changed.wait(timeout=30)
-            return analyse(*args)
+            def after_the_change(*args: Any) -> Any:  # the worker starts once the weights changed
+                changed.wait(timeout=30)
+                return analyse(*args)
 
-        monitor._worker._analyse = after_the_change  # type: ignore[union-attr]
+            monitor._worker._analyse = after_the_change  # type: ignore[union-attr]
+        # process: the call copies the tensors into shared memory before it returns
         assert monitor.step(1) is None
         with torch.no_grad():
             model[0].weight.mul_(3.0).add_(torch.randn(48, 64))
         changed.set()
-    _assert_rows_equal_analyze(tmp_path / "j.jsonl", {1: before})
+    _assert_rows_equal_analyze(path, {1: before})
+
+
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_background_alerts_warn_journal_and_stop_the_loop(tmp_path: Path, background: str) -> None:
+    model = training.mlp()
+    rule = AlphaBelow(threshold=100.0, stop=True)  # every layer fires
+    path = tmp_path / "j.jsonl"
+    monitor = Monitor(model, path, every_steps=3, alerts=(rule,), background=background)
+    with pytest.warns(AlphaAlertWarning) as caught:  # issued by the receiving thread
+        done = sum(1 for _ in monitored_loop(monitor, range(60)))
+        monitor.close()
+    messages = [str(w.message) for w in caught]
+    assert messages[0].startswith("step 3: layer 0.weight: alpha = ") and "< 100" in messages[0]
+    # steps 3, 6 and 9 may be submitted before step 3's stop request comes back; step 12 waits
+    # for a free place, so the loop ends there at the latest
+    assert monitor.should_stop and 3 <= done <= 12
+    alerts = read_monitor_journal(path).alert_rows()
+    assert [(a["step"], a["layer"]) for a in alerts[:2]] == [(3, "0.weight"), (3, "2.weight")]
+    assert {a["step"] for a in alerts} == {s.step for s in monitor.history}
+
+
+class _BrokenWriter:
+    def add_scalar(self, *args: Any) -> None:
+        raise OSError("disk full")
+
+
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_background_error_is_raised_at_the_next_call(background: str) -> None:
+    """A step that fails after its analysis (here the writer) raises in the training thread."""
+    monitor = Monitor(
+        training.mlp(), every_steps=1, alerts=(), writer=_BrokenWriter(), background=background
+    )
+    assert monitor.step(1) is None
+    with pytest.raises(OSError, match="disk full"):
+        monitor.wait()
+    monitor.writer = None
+    monitor.step(2)
+    monitor.close()  # no error left: it was raised once
+    assert [s.step for s in monitor.history] == [1, 2]
+
+
+def _monitor_workers() -> list[Any]:
+    import multiprocessing
+
+    return [p for p in multiprocessing.active_children() if p.name == "alphahat-worker"]
+
+
+def test_process_mode_killed_worker_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    model = training.mlp()
+    monitor = Monitor(model, path, every_steps=1, alerts=(), background="process", blas_threads=1)
+    monitor.step(1)
+    monitor.wait()
+    (worker,) = _monitor_workers()
+    os.kill(worker.pid, signal.SIGSTOP)  # the next step is sent to a worker that cannot run it
+    monitor.step(2)
+    deadline = time.monotonic() + 30
+    while not monitor._worker._sent and time.monotonic() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.01)  # until the receiving thread took the job (and sent it right after)
+    time.sleep(0.2)
+    os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(MonitorWorkerError, match=r"step 2 .*worker process.*SIGKILL"):
+        monitor.wait()
+    # a worker killed between steps: the next step says so (the one sent to it is not analysed)
+    monitor.step(3)
+    monitor.wait()
+    (worker,) = _monitor_workers()  # a new worker took over
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(timeout=10)
+    monitor.step(4)
+    with pytest.raises(MonitorWorkerError, match=r"worker process .*step\(s\) 4"):
+        monitor.wait()
+    monitor.step(5)
+    monitor.close()
+    assert read_monitor_journal(path).steps() == [1, 3, 5]
+    assert not _monitor_workers()  # close ended the worker
+
+
+def test_process_mode_blocks_beyond_two_waiting_snapshots(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "j.jsonl"
+    monitor = Monitor(training.mlp(), path, every_steps=1, alerts=(), background="process")
+    monitor.step(1)
+    monitor.wait()
+    (worker,) = _monitor_workers()
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        for step in (2, 3, 4):  # one sent to the stopped worker, two waiting
+            monitor.step(step)
+        fifth = threading.Thread(target=monitor.step, args=(5,))
+        fifth.start()
+        fifth.join(timeout=0.5)
+        assert fifth.is_alive()  # blocked: no room for a fourth snapshot
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    fifth.join(timeout=60)
+    assert not fifth.is_alive()
+    blocks = monitor._worker._blocks  # type: ignore[union-attr]
+    assert len(blocks) == 3  # reused from step to step
+    monitor.close()
+    assert read_monitor_journal(path).steps() == [1, 2, 3, 4, 5]
+    assert blocks == []  # close removed them
+
+
+def test_process_mode_shared_memory_is_checked_and_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alphahat.monitor import worker
+
+    path = tmp_path / "j.jsonl"
+    model = training.mlp()
+    monitor = Monitor(model, path, every_steps=1, alerts=(), background="process")
+    with monkeypatch.context() as patch:  # a container's small /dev/shm: refused, not a SIGBUS
+        patch.setattr(
+            worker.os, "statvfs", lambda _: os.statvfs_result((4096, 4096, 0, 0, 2) + (0,) * 5)
+        )
+        with pytest.raises(
+            MonitorWorkerError,
+            match=r"needs [\d.]+ KiB of shared memory .* /dev/shm has 8\.0 KiB free",
+        ):
+            monitor.step(1)
+    monitor.step(2)
+    monitor.wait()
+    (small,) = monitor._worker._blocks  # type: ignore[union-attr]
+    with torch.no_grad():
+        model[2] = torch.nn.Linear(48, 300)  # a larger model: the free block is too small
+    monitor.step(3)
+    monitor.close()
+    (step_2, step_3) = [s.rows for s in monitor.history]
+    assert [r["N"] for r in step_3] == [64, 300] and [r["N"] for r in step_2] == [64, 48]
+    expected = alphahat.analyze({k: v.clone() for k, v in model.state_dict().items()}).details
+    assert [r["alpha"] for r in step_3] == expected[expected.status != "skipped"].alpha.tolist()
+    assert small.size < 300 * 48 * 4
+
+
+def test_process_mode_bfloat16_rows_equal_analyze(tmp_path: Path) -> None:
+    model = training.mlp().to(torch.bfloat16)
+    path = tmp_path / "j.jsonl"
+    with Monitor(model, path, every_steps=1, alerts=(), background="process") as monitor:
+        monitor.step(1)
+    _assert_rows_equal_analyze(path, {1: {k: v.clone() for k, v in model.state_dict().items()}})
+    assert {r["dtype"] for r in read_monitor_journal(path).layer_rows()} == {"bfloat16"}
+
+
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_background_resume_loses_and_repeats_nothing(tmp_path: Path, background: str) -> None:
+    path = tmp_path / "j.jsonl"
+    model = training.mlp()
+    with Monitor(model, path, every_steps=1, alerts=(), background=background) as monitor:
+        for step in (1, 2, 3):
+            monitor.step(step)
+    first = read_monitor_journal(path)
+    with Monitor(model, path, every_steps=1, alerts=(), background=background) as monitor:
+        for step in (2, 3, 4, 5):  # resumed from a checkpoint of step 1
+            summary = monitor.step(step)
+            assert (summary is not None and summary.resumed) == (step <= 3)
+    records = read_monitor_journal(path)
+    assert records.steps() == [1, 2, 3, 4, 5]
+    keys = [(r["step"], r["name"]) for r in records.layer_rows()]
+    assert len(keys) == len(set(keys)) == 2 * 5
+    assert records.layer_rows()[:6] == first.layer_rows()
+
+
+def test_background_argument_is_checked() -> None:
+    model = training.mlp()
+    with pytest.raises(ValueError, match="background must be False, True, 'thread' or 'process'"):
+        Monitor(model, background="proces")
+    with pytest.raises(ValueError, match="blas_threads .* needs background='process'"):
+        Monitor(model, background="thread", blas_threads=2)
+    with pytest.raises(ValueError, match="blas_threads must be an integer ≥ 1; got 0"):
+        Monitor(model, background="process", blas_threads=0)
 
 
 @pytest.mark.slow
@@ -304,6 +494,27 @@ def test_lightning_stop_request_sets_should_stop() -> None:
     assert module.logged["alphahat/mean_alpha"] == monitor.history[-1].means["alpha"]
 
 
+def test_callbacks_wait_for_background_analyses_before_a_checkpoint() -> None:
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("lightning.pytorch")
+    from alphahat.monitor.integrations import lightning_callback, trainer_callback
+
+    monitor = Monitor(training.mlp(), every_steps=1, alerts=(), background="thread")
+    waits: list[int] = []
+    monitor.wait = lambda: waits.append(len(monitor._submitted))  # type: ignore[method-assign]
+    callback = trainer_callback(monitor)
+    state, control = transformers.TrainerState(), transformers.TrainerControl()
+    state.global_step = 1
+    callback.on_step_end(None, state, control)
+    assert waits == []  # no checkpoint after this step
+    state.global_step, control.should_save = 2, True  # as the trainer's DefaultFlowCallback sets
+    callback.on_step_end(None, state, control)
+    assert waits == [2]  # after step 2 was submitted, before the checkpoint
+    lightning_callback(monitor).on_save_checkpoint(None, None, {})
+    assert waits == [2, 2]
+    monitor.close()
+
+
 def _steps_in(path: Path) -> int:
     try:
         if path.is_dir():  # a Parquet journal: one part per complete step
@@ -314,8 +525,14 @@ def _steps_in(path: Path) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("suffix", FORMATS)
-def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path: Path, suffix: str) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "background"),
+    [(FORMATS[0], ""), (FORMATS[1], ""), (FORMATS[0], "process")],
+    ids=["jsonl", "parquet", "jsonl-process"],
+)
+def test_killed_run_resumes_without_losing_or_duplicating_rows(
+    tmp_path: Path, suffix: str, background: str
+) -> None:
     script = Path(training.__file__)
     env = {**os.environ, "PYTHONPATH": str(Path(alphahat.__file__).parents[1])}
     steps, every = "120", "10"
@@ -324,7 +541,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path: Path, s
 
     def run(journal: Path, checkpoint: Path, delay: str = "0") -> subprocess.Popen[bytes]:
         command = [sys.executable, str(script), str(journal), str(checkpoint), steps, every, delay]
-        command.append(str(data))
+        command += [str(data), background] if background else [str(data)]
         return subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
 
     journal, checkpoint = tmp_path / f"killed{suffix}", tmp_path / "killed.pt"

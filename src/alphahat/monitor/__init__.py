@@ -7,6 +7,8 @@
   :class:`AlphaHatJump`, :class:`NewTraps`) and :class:`AlphaAlertWarning`.
 * :mod:`~alphahat.monitor.journal` — the journal read back (:func:`read_monitor_journal`):
   JSON lines, or Parquet (:mod:`~alphahat.monitor.parquet`, for a path ending in ``.parquet``).
+* :mod:`~alphahat.monitor.worker` — the rows of one step, and the worker process of
+  ``background="process"`` (:class:`MonitorWorkerError` when an analysis fails there).
 * :mod:`~alphahat.monitor.integrations` — the Hugging Face ``TrainerCallback`` and the
   Lightning ``Callback`` (each imported only when asked for).
 
@@ -27,6 +29,7 @@ from alphahat.monitor.alerts import (
 )
 from alphahat.monitor.core import Monitor, StepSummary, monitored_loop
 from alphahat.monitor.journal import MonitorRecords, read_monitor_journal
+from alphahat.monitor.worker import MonitorWorkerError
 
 __all__ = [
     "Alert",
@@ -37,6 +40,7 @@ __all__ = [
     "AlphaOutside",
     "Monitor",
     "MonitorRecords",
+    "MonitorWorkerError",
     "NewTraps",
     "StepSummary",
     "monitored_loop",

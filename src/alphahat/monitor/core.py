@@ -5,16 +5,21 @@ module's layers (:func:`alphahat.pipeline.walk.plan_layers` on the module's
 :class:`~alphahat.sources.torch_sources.ModuleSource`), reads them one at a time
 (:func:`~alphahat.pipeline.walk.load_planned`) and analyses each with
 :func:`alphahat.run.run_layer_task` — the analysis of :func:`alphahat.analyze`, so a
-monitor row equals ``analyze``'s row of the same weights. Each row is appended to the journal
-(:mod:`alphahat.monitor.journal`) as soon as it is computed; the alert rules
+monitor row equals ``analyze``'s row of the same weights. The step's rows are appended to the
+journal (:mod:`alphahat.monitor.journal`) as soon as they are computed; the alert rules
 (:mod:`alphahat.monitor.alerts`) are checked against the previous analysis; the step's model
 means (:func:`alphahat.metrics.summarize`) are returned as a :class:`StepSummary` and, with a
 TensorBoard ``SummaryWriter``, written as scalars.
 
-With ``background=True`` the scheduled step only clones the analysed tensors (on their
-device: a GPU model's weights are copied on the GPU) and a worker thread analyses the clones,
-so the training step waits for the clone only; :meth:`Monitor.close` (or leaving the
-``with`` block) waits for the pending analyses.
+With ``background=True`` (or ``"thread"``) the scheduled step only clones the analysed
+tensors (on their device: a GPU model's weights are copied on the GPU) and a worker thread
+analyses the clones, so the training step waits for the clone only. With
+``background="process"`` the step copies them into shared memory and one long-lived worker
+process computes the rows (:mod:`alphahat.monitor.worker`): the fit's Python code then runs
+outside the training process's GIL. In every mode the rows are computed by
+:func:`alphahat.monitor.worker.compute_rows` and each step is finished — journal, alerts,
+means, history, TensorBoard — by the same method in the training process;
+:meth:`Monitor.close` (or leaving the ``with`` block) waits for the pending analyses.
 
 On a GPU the spectra are computed on the module's device with the torch backend
 (:mod:`alphahat.spectrum.backends`: the float64 Gram matrix with its accuracy guard, the SVD
@@ -33,7 +38,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from alphahat.layers import TensorPlan
 from alphahat.metrics import SUMMARY_METRICS, summarize
@@ -46,14 +51,16 @@ from alphahat.monitor.alerts import (
     needs_randomize,
 )
 from alphahat.monitor.journal import MonitorJournal, MonitorRecords, open_monitor_journal
+from alphahat.monitor.worker import ProcessWorker, compute_rows
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
-from alphahat.pipeline.walk import load_planned, plan_layers, spectrum_device
-from alphahat.run import LayerTask, plan_row, run_layer_task
+from alphahat.pipeline.walk import plan_layers
 from alphahat.sources import TensorRef, WeightSource
 
 logger = logging.getLogger("alphahat.monitor")
 
 T = TypeVar("T")
+
+BackgroundMode = Literal["thread", "process"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,17 @@ def _options_of(
     return options
 
 
+def _background_mode(background: bool | str | None) -> BackgroundMode | None:
+    """The background mode ``background`` names (None: analyse in the training thread)."""
+    if background is None or background is False:
+        return None
+    if background is True or background == "thread":
+        return "thread"
+    if background == "process":
+        return "process"
+    raise ValueError(f"background must be False, True, 'thread' or 'process'; got {background!r}")
+
+
 def _device_of(model: Any) -> str | None:
     """The device of the module's first parameter (None for the CPU or no parameter)."""
     for param in model.parameters():
@@ -132,7 +150,11 @@ class Monitor:
         options: the analysis options (an :class:`~alphahat.pipeline.options.AnalysisOptions`
             or a mapping of option names to values).
         alerts: the alert rules (default: a layer's α below 2).
-        background: analyse a copy of the weights in a worker thread.
+        background: analyse a copy of the weights in the background: ``True`` or
+            ``"thread"``, a worker thread; ``"process"``, one worker process (started at the
+            first scheduled step and reused). False: in the training thread.
+        blas_threads: BLAS/OpenMP threads of the worker process (``background="process"``
+            only; default 1, so that the worker takes one core from training).
         writer: a TensorBoard ``SummaryWriter`` (or anything with ``add_scalar``).
         resume: continue an existing journal (False: start it over).
         warn: issue each alert as an :class:`AlphaAlertWarning` (it is always logged and
@@ -149,7 +171,8 @@ class Monitor:
         layers: Any = None,
         options: AnalysisOptions | Mapping[str, Any] | None = None,
         alerts: Sequence[AlertRule] | None = None,
-        background: bool = False,
+        background: bool | str = False,
+        blas_threads: int | None = None,
         writer: Any = None,
         resume: bool = True,
         warn: bool = True,
@@ -159,6 +182,16 @@ class Monitor:
         for name, value in (("every_steps", every_steps), ("every_epochs", every_epochs)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ValueError(f"{name} must be None or an integer ≥ 1; got {value!r}")
+        mode = _background_mode(background)
+        if blas_threads is not None and mode != "process":
+            raise ValueError(
+                "blas_threads sets the threads of the worker process: it needs "
+                f"background='process'; got background={background!r}"
+            )
+        if blas_threads is not None and (
+            isinstance(blas_threads, bool) or not isinstance(blas_threads, int) or blas_threads < 1
+        ):
+            raise ValueError(f"blas_threads must be an integer ≥ 1; got {blas_threads!r}")
         self.model = model
         self.every_steps = every_steps
         self.every_epochs = every_epochs
@@ -176,7 +209,11 @@ class Monitor:
             key = {"model": type(model).__name__, "options": self.options.rows_key()}
             self._journal, found = open_monitor_journal(journal, key, resume=resume)
             self._restore(found)
-        self._worker: _Worker | None = _Worker(self._analyse_plans) if background else None
+        self._worker: _Worker | ProcessWorker | None = None
+        if mode == "thread":
+            self._worker = _Worker(self._analyse_plans)
+        elif mode == "process":
+            self._worker = ProcessWorker(self.options, self._finish_step, threads=blas_threads)
 
     def _check_options(self, options: AnalysisOptions) -> AnalysisOptions:
         if needs_randomize(self.rules) and not options.randomize:
@@ -220,8 +257,11 @@ class Monitor:
         plans = self._plans()
         if self._worker is not None:
             if step not in self._submitted:
+                if isinstance(self._worker, ProcessWorker):
+                    self._worker.submit(step, epoch, self.model, plans)
+                else:
+                    self._worker.submit(step, epoch, _snapshot(self.model, plans, self.options))
                 self._submitted.add(step)
-                self._worker.submit(step, epoch, _snapshot(self.model, plans, self.options))
             return None
         return self._analyse_plans(step, epoch, plans)
 
@@ -237,16 +277,21 @@ class Monitor:
         self, step: int, epoch: float | None, plans: list[TensorPlan]
     ) -> StepSummary:
         started = time.perf_counter()
-        rows = []
-        for layer in load_planned(plans, device=spectrum_device(self.options)):
-            outcome = run_layer_task(
-                LayerTask(self.options, layer.layer_id, layer.name, loaded=layer)
-            )
-            row = {**plan_row(layer.plan), **outcome.row}
-            rows.append(row)
+        rows = compute_rows(plans, self.options)
+        return self._finish_step(step, epoch, rows, time.perf_counter() - started)
+
+    def _finish_step(
+        self, step: int, epoch: float | None, rows: list[dict[str, Any]], seconds: float
+    ) -> StepSummary:
+        """Journal the step's rows, check the alerts, take the means, record the step.
+
+        Every mode ends a step here, in the training process (the journal's one writer).
+        """
+        started = time.perf_counter()
+        for row in rows:
             self._append(
-                {"type": "layer", "step": step, "epoch": epoch, "layer_id": layer.layer_id,
-                 "name": layer.name, "row": row}
+                {"type": "layer", "step": step, "epoch": epoch, "layer_id": row["layer_id"],
+                 "name": row["name"], "row": row}
             )  # fmt: skip
         previous = self.history[-1].rows if self.history else ()
         alerts = check_rules(self.rules, step, rows, previous)
@@ -254,9 +299,8 @@ class Monitor:
             self._append({"type": "alert", "step": step, "epoch": epoch, "row": alert.as_dict()})
         means = dict(summarize(rows, include_embeddings=self.options.include_embeddings).means)
         self._append({"type": "step", "step": step, "epoch": epoch, "row": means})
-        summary = StepSummary(
-            step, epoch, means, tuple(rows), tuple(alerts), time.perf_counter() - started
-        )
+        seconds += time.perf_counter() - started
+        summary = StepSummary(step, epoch, means, tuple(rows), tuple(alerts), seconds)
         self._record(summary)
         return summary
 
@@ -308,7 +352,11 @@ class Monitor:
     # -- the end ------------------------------------------------------------------------------
 
     def wait(self) -> None:
-        """Wait for the background analyses submitted so far (re-raising their error)."""
+        """Wait for the background analyses submitted so far (re-raising their error).
+
+        In process mode a failed analysis (the worker raised, was killed, or could not start)
+        is a :class:`~alphahat.monitor.worker.MonitorWorkerError`.
+        """
         if self._worker is not None:
             self._worker.join()
 

@@ -5,11 +5,15 @@
   ``Trainer.log`` (so to every logger the trainer reports to) when the trainer is given,
   else into the next ``on_log`` record; ``on_evaluate`` adds them to the evaluation metrics;
   a stop request sets ``control.should_training_stop``; ``on_epoch_end`` runs
-  :meth:`Monitor.epoch_end`.
+  :meth:`Monitor.epoch_end`; when the trainer is about to save a checkpoint
+  (``control.should_save``) the background analyses are waited for first.
 * :func:`lightning_callback` — a ``lightning.pytorch.Callback``: ``on_train_batch_end`` runs
   :meth:`Monitor.step` at ``trainer.global_step``, logs the means with ``pl_module.log_dict``
   and sets ``trainer.should_stop`` on a stop request; ``on_train_epoch_end`` runs
-  :meth:`Monitor.epoch_end`.
+  :meth:`Monitor.epoch_end`; ``on_save_checkpoint`` waits for the background analyses.
+
+Waiting before a checkpoint keeps the journal holding every step the checkpoint has passed: a
+run killed later and resumed from it loses no analysis that was still in flight.
 
 Each framework is imported only when its callback is made (the ``monitor`` extra).
 """
@@ -55,6 +59,8 @@ def trainer_callback(monitor: Monitor, trainer: Any = None) -> Any:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             summary = self.monitor.step(int(state.global_step), epoch=state.epoch)
+            if getattr(control, "should_save", False):  # a checkpoint follows this step
+                self.monitor.wait()
             self._logged(summary, control)
             return control
 
@@ -131,6 +137,9 @@ def lightning_callback(monitor: Monitor) -> Any:
             epoch = int(trainer.current_epoch) + 1
             summary = self.monitor.epoch_end(epoch, step=int(trainer.global_step))
             self._after(trainer, pl_module, summary, False)
+
+        def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: Any) -> None:
+            self.monitor.wait()
 
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
             self.monitor.wait()
