@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,14 @@ def minilm_block0_report(minilm_path: Path):  # type: ignore[no-untyped-def]
     import alphahat
 
     return alphahat.analyze(minilm_path, layers=["encoder.layer.0.*"], keep_eigenvalues=True)
+
+
+@pytest.fixture
+def one_torch_thread() -> Any:
+    """Tiny matrices: one torch thread is fastest (and the machine's cores are shared)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

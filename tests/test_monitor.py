@@ -53,13 +53,7 @@ FRAMEWORK_EVERY = 40
 BACKGROUNDS = ["thread", "process"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Any:
-    """Tiny matrices: one thread is fastest (and the machine's cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: the columns compared between the journal and analyze (every number of the row)

@@ -33,13 +33,7 @@ from alphahat.monitor.parquet import (  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 import monitor_training as training  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _record_both(tmp_path: Path, steps: int = 3) -> tuple[Path, Path]:

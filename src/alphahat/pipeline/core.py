@@ -159,6 +159,19 @@ def fit_stage(
     return spectrum, fit
 
 
+def _options_spectrum(
+    matrices: MatrixInput, scale: float, options: AnalysisOptions
+) -> LayerSpectrum:
+    """The spectrum by the options' backend, device and float32 tolerance."""
+    return layer_spectrum(
+        matrices,
+        scale,
+        backend=options.backend,
+        device=options.device,
+        float32_tolerance=options.float32_tolerance,
+    )
+
+
 def _host(matrices: MatrixInput) -> Sequence[Array]:
     """Host matrices (a device layer's read to host memory, once)."""
     return matrices.host_matrices() if isinstance(matrices, DeviceMatrices) else matrices
@@ -183,13 +196,7 @@ def farms_stage(
     views, where = farms_submatrices(
         _host(matrices), options.farms_size, options.farms_aspect_ratio, options.farms_windows
     )
-    sampled = layer_spectrum(
-        views,
-        scale,
-        backend=options.backend,
-        device=options.device,
-        float32_tolerance=options.float32_tolerance,
-    )
+    sampled = _options_spectrum(views, scale, options)
     sampled, fit = fit_stage(sampled, views, scale, options)
     while not spectrum.resolves(options.evals_threshold):
         spectrum = more_exact(spectrum, matrices, scale)
@@ -291,13 +298,7 @@ def _spectrum(
         return replace(
             exact, eigenvalues=inverted(exact.eigenvalues), method="svd, inverse"
         ), matrices
-    spectrum = layer_spectrum(
-        matrices,
-        scale,
-        backend=options.backend,
-        device=options.device,
-        float32_tolerance=options.float32_tolerance,
-    )
+    spectrum = _options_spectrum(matrices, scale, options)
     return spectrum, matrices
 
 
