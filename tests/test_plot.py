@@ -568,9 +568,9 @@ def test_randomized_figure_from_the_cli_uses_analyze_s_shuffles(minilm_path, tmp
     loads: list[str] = []
     real_load = walk.load_layer
 
-    def counting_load(plan):  # type: ignore[no-untyped-def]
+    def counting_load(plan, device=None):  # type: ignore[no-untyped-def]
         loads.append(plan.ref.name)
-        return real_load(plan)
+        return real_load(plan, device)
 
     monkeypatch.setattr(walk, "load_layer", counting_load)
     result = CliRunner().invoke(
