@@ -128,3 +128,25 @@ def test_sparsify_masks_the_chained_dimension_when_another_size_repeats() -> Non
     mask = np.random.RandomState(seed).randint(2, size=60)
     x = (b @ np.diag(mask) @ a).T / (np.linalg.norm(a) * np.linalg.norm(b))
     np.testing.assert_allclose(report.eigenvalues[name], _sigma(x), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_layer_is_read_once(workers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import alphahat.pipeline.pairs as pairs
+
+    rng = np.random.default_rng(6)
+    sizes = [30, 40, 50, 60, 70]
+    weights = {f"l{k}.weight": rng.normal(size=(sizes[k + 1], sizes[k])) for k in range(4)}
+    expected = alphahat.analyze(weights, intra=True).details
+    reads: list[str] = []
+    real_load = pairs.load_layer
+
+    def counting_load(plan, device=None):  # type: ignore[no-untyped-def]
+        reads.append(plan.ref.name)
+        return real_load(plan, device)
+
+    monkeypatch.setattr(pairs, "load_layer", counting_load)
+    report = alphahat.analyze(weights, intra=True, workers=workers)
+    assert sorted(reads) == sorted(weights)  # 4 layers read once each for the 3 pairs
+    assert list(report.details["name"]) == list(expected["name"])
+    np.testing.assert_array_equal(report.details["alpha"], expected["alpha"])

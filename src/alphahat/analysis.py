@@ -9,15 +9,14 @@ science).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from alphahat.fit.esd import FitKind, FixFingers
-from alphahat.layers import ConvScale, LayerFilter, TensorPlan
-from alphahat.layers.intra import cross_matrix, cross_shape, pair_name, relu_mask, shared_size
+from alphahat.layers import ConvScale, LayerFilter
 from alphahat.layers.stacking import STACKED_NAME, stack_matrices
 from alphahat.pipeline.core import LAYER_ERRORS
 from alphahat.pipeline.options import (
@@ -38,13 +37,12 @@ from alphahat.pipeline.options import (
     SourceOptions,
     split_options,
 )
+from alphahat.pipeline.pairs import CrossMatrices
 from alphahat.pipeline.walk import iter_layers, load_layer, plan_layers
 from alphahat.report import Report, coverage_frame
 from alphahat.run import run_analysis
-from alphahat.sources import SourceSpec, WeightSource, open_source
-from alphahat.sources.base import TensorRef
+from alphahat.sources import SourceSpec, open_source
 from alphahat.spectrum import SpectrumBackend, check_device_available, uses_torch
-from alphahat.spectrum.randomize import layer_seed
 
 Layers = LayerFilter | Sequence[LayerSpec] | LayerSpec | None
 
@@ -190,53 +188,9 @@ def _intra(
         if source.in_build_order:  # pair layers as the model was built, not by name
             built = {ref.name: k for k, ref in enumerate(source.tensors())}
             plans.sort(key=lambda p: built.get(p.ref.name.split(" [")[0], len(built)))
-        pairs = _CrossMatrices(plans, options, getattr(source, "description", ""))
+        pairs = CrossMatrices(plans, options, getattr(source, "description", ""))
         single = options.replace(layers=None, min_evals=0, max_evals=None)
         return run_analysis(pairs, single, execution=execution)
-
-
-class _CrossMatrices(WeightSource):
-    """The cross matrices of consecutive planned layers, each read when it is analysed."""
-
-    def __init__(self, plans: Sequence[TensorPlan], options: AnalysisOptions, origin: str) -> None:
-        self.description = f"intra: cross matrices of {origin or 'the model'}"
-        self._refs = [self._pair(a, b, options) for a, b in zip(plans, plans[1:], strict=False)]
-
-    def _pair(self, first: TensorPlan, second: TensorPlan, options: AnalysisOptions) -> TensorRef:
-        name = pair_name(first.ref.name, second.ref.name)
-        shapes = (first.ref.shape, second.ref.shape)
-        single = first.num_matrices == 1 and second.num_matrices == 1
-        shape = cross_shape(*shapes) if single else None
-        if shape is None:
-            why = (
-                "pairs only single weight matrices (conv kernels are not composed)"
-                if not single
-                else f"the weights {list(shapes[0])} and {list(shapes[1])} share no dimension"
-            )
-            return TensorRef(name, (), "float64", _unreadable(name, why), skip_reason=why)
-        seed = layer_seed(options.seed, name) if options.sparsify else None
-
-        def load() -> np.ndarray:
-            w0, w1 = (np.asarray(load_layer(p).values) for p in (first, second))
-            if cross_shape(w0.shape, w1.shape) != shape:
-                raise ValueError(f"{name}: the weights read are not of the planned shapes")
-            units = shared_size(w0.shape, w1.shape)
-            mask = None if seed is None or units is None else relu_mask(units, seed)
-            return cross_matrix(w0, w1, mask)
-
-        note = "cross matrix X = A·B/(‖W₀‖‖W₁‖)" + (", ReLU-masked" if seed is not None else "")
-        return TensorRef(name, shape, "float64", load, "linear", self.description, note=note)
-
-    def tensors(self) -> Iterator[TensorRef]:
-        """One entry per pair, in model order."""
-        return iter(self._refs)
-
-
-def _unreadable(name: str, why: str) -> Any:
-    def load() -> np.ndarray:
-        raise ValueError(f"{name}: {why}")
-
-    return load
 
 
 def describe(
