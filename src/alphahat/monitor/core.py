@@ -55,6 +55,7 @@ from alphahat.monitor.worker import ProcessWorker, compute_rows
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
 from alphahat.pipeline.walk import plan_layers
 from alphahat.sources import TensorRef, WeightSource
+from alphahat.sources.arrays import TorchTensorLoader, torch_device_name
 
 logger = logging.getLogger("alphahat.monitor")
 
@@ -128,10 +129,7 @@ def _background_mode(background: bool | str | None) -> BackgroundMode | None:
 def _device_of(model: Any) -> str | None:
     """The device of the module's first parameter (None for the CPU or no parameter)."""
     for param in model.parameters():
-        device = param.device
-        if device.type == "cpu":
-            return None
-        return f"{device.type}:{device.index}" if device.index is not None else device.type
+        return None if param.device.type == "cpu" else torch_device_name(param)
     return None
 
 
@@ -405,8 +403,6 @@ class _ClonedSource(WeightSource):
     """A module's tensors as listed by its source, read from clones where there is one."""
 
     def __init__(self, source: WeightSource, clones: Mapping[str, Any]) -> None:
-        from alphahat.sources.arrays import TorchTensorLoader
-
         self.description = source.description
         self._refs = [
             replace(ref, load=TorchTensorLoader(clones[ref.name])) if ref.name in clones else ref

@@ -35,7 +35,7 @@ from alphahat.layers.semantics import interleaved_qkv_heads
 from alphahat.pipeline.core import LayerResult, analyse_layer, error_reason
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
 from alphahat.sources import WeightSource, open_source
-from alphahat.sources.arrays import TorchTensorLoader
+from alphahat.sources.arrays import TorchTensorLoader, torch_device_name
 from alphahat.spectrum import uses_torch
 
 Array = npt.NDArray[np.generic]
@@ -125,8 +125,7 @@ def load_layer(plan: TensorPlan, device: str | None = None) -> LoadedLayer:
     if device is not None and isinstance(loader, TorchTensorLoader) and _on(loader.tensor, device):
         tensor = loader.tensor.detach()
         matrices = tuple(layer_matrices(tensor, plan))
-        kind, index = tensor.device.type, tensor.device.index
-        where = kind if index is None else f"{kind}:{index}"
+        where = torch_device_name(tensor)
         split = partial(layer_matrices, plan=plan)
         return LoadedLayer(plan, on_device=DeviceMatrices(tensor, matrices, where, loader, split))
     values = np.asarray(loader())

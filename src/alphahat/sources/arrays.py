@@ -32,6 +32,12 @@ def torch_dtype_name(tensor: Any) -> str:
     return str(tensor.dtype).removeprefix("torch.")
 
 
+def torch_device_name(tensor: Any) -> str:
+    """Where a torch tensor is, as a device string: ``cpu``, ``cuda:0``, ``mps``."""
+    device = tensor.device
+    return device.type if device.index is None else f"{device.type}:{device.index}"
+
+
 def torch_to_numpy(tensor: Any) -> npt.NDArray[np.generic]:
     """A detached CPU copy as numpy; bfloat16 and float8 (numpy lacks them) become float32."""
     t = tensor.detach()

@@ -22,6 +22,7 @@ from alphahat.spectrum.backends import (
     FLOAT32_EPS,
     GRAM_RANK_MARGIN,
     GRAM_TAIL_RTOL,
+    OVERFLOW_MESSAGE,
     SPECTRUM_BACKENDS,
     MatrixInput,
     SpectrumBackend,
@@ -29,6 +30,7 @@ from alphahat.spectrum.backends import (
     check_device_available,
     float32_singular_values,
     gram_eigenvalues,
+    non_finite_message,
     torch_gram_eigenvalues,
     torch_singular_values,
     uses_torch,
@@ -98,13 +100,6 @@ class LayerSpectrum:
         )
 
 
-def _non_finite_message(matrix: npt.NDArray[np.generic]) -> str:
-    nan = int(np.isnan(matrix).sum())
-    inf = int(np.isinf(matrix).sum())
-    parts = [f"{nan} NaN" if nan else "", f"{inf} Inf" if inf else ""]
-    return f"weights contain {' and '.join(p for p in parts if p)} value(s)"
-
-
 def singular_values(matrix: npt.NDArray[np.generic], scale: float = 1.0) -> FloatArray:
     """Singular values of ``scale · matrix`` in float64 (LAPACK ``gesdd``), descending.
 
@@ -115,7 +110,7 @@ def singular_values(matrix: npt.NDArray[np.generic], scale: float = 1.0) -> Floa
     if scale != 1.0:
         w = w * scale
     if not np.isfinite(w).all():
-        raise LayerError(_non_finite_message(np.asarray(matrix, dtype=np.float64)))
+        raise LayerError(non_finite_message(np.asarray(matrix, dtype=np.float64)))
     try:
         values: FloatArray = scipy.linalg.svd(w, compute_uv=False, check_finite=False)
     except np.linalg.LinAlgError as exc:
@@ -131,7 +126,7 @@ def check_eigenvalue_range(svals: FloatArray, evals: FloatArray, size: int) -> N
     (2.2e-308), so that λ would be 0 or a subnormal number with lost precision.
     """
     if not np.isfinite(evals).all():
-        raise LayerError("eigenvalues overflow float64 (weights larger than about 1e154)")
+        raise LayerError(OVERFLOW_MESSAGE)
     if svals.size == 0:
         return
     sigma_max = float(svals.max())

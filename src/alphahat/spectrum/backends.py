@@ -140,12 +140,19 @@ def check_device_available(device: str | None) -> None:
         raise ValueError(f"device {device!r}: MPS is not available in this torch build")
 
 
-def non_finite_message(matrix: npt.NDArray[np.generic]) -> str:
+#: The error of weights that are finite but whose eigenvalues are not.
+OVERFLOW_MESSAGE = "eigenvalues overflow float64 (weights larger than about 1e154)"
+
+
+def _counts_message(nan: int, inf: int) -> str:
     """'weights contain 3 NaN and 1 Inf value(s)'."""
-    nan = int(np.isnan(matrix).sum())
-    inf = int(np.isinf(matrix).sum())
     parts = [f"{nan} NaN" if nan else "", f"{inf} Inf" if inf else ""]
     return f"weights contain {' and '.join(p for p in parts if p)} value(s)"
+
+
+def non_finite_message(matrix: npt.NDArray[np.generic]) -> str:
+    """'weights contain 3 NaN and 1 Inf value(s)' for a NumPy array."""
+    return _counts_message(int(np.isnan(matrix).sum()), int(np.isinf(matrix).sum()))
 
 
 def _raise_non_finite(matrices: Sequence[npt.NDArray[np.generic]]) -> None:
@@ -153,7 +160,7 @@ def _raise_non_finite(matrices: Sequence[npt.NDArray[np.generic]]) -> None:
     for w in matrices:
         if not np.isfinite(w).all():
             raise LayerError(non_finite_message(np.asarray(w)))
-    raise LayerError("eigenvalues overflow float64 (weights larger than about 1e154)")
+    raise LayerError(OVERFLOW_MESSAGE)
 
 
 def gram_matrix(matrix: npt.NDArray[np.generic], scale: float = 1.0) -> FloatArray:
@@ -272,10 +279,7 @@ def _torch_non_finite(torch: Any, stored: Any) -> LayerError:
     """The error of a stack whose Gram matrix or float32 copy is not finite."""
     nan = int(torch.isnan(stored).sum())
     inf = int(torch.isinf(stored).sum())
-    if nan or inf:
-        parts = [f"{nan} NaN" if nan else "", f"{inf} Inf" if inf else ""]
-        return LayerError(f"weights contain {' and '.join(p for p in parts if p)} value(s)")
-    return LayerError("eigenvalues overflow float64 (weights larger than about 1e154)")
+    return LayerError(_counts_message(nan, inf) if nan or inf else OVERFLOW_MESSAGE)
 
 
 def float32_matmul_exact(torch: Any, device: str) -> bool:
