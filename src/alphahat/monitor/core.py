@@ -51,7 +51,7 @@ from alphahat.monitor.alerts import (
     needs_randomize,
 )
 from alphahat.monitor.journal import MonitorJournal, MonitorRecords, open_monitor_journal
-from alphahat.monitor.worker import ProcessWorker, compute_rows
+from alphahat.monitor.worker import ProcessWorker, compute_rows, planned_tensors
 from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
 from alphahat.pipeline.walk import plan_layers
 from alphahat.sources import TensorRef, WeightSource
@@ -391,10 +391,7 @@ def _snapshot(model: Any, plans: list[TensorPlan], options: AnalysisOptions) -> 
     """
     from alphahat.sources.torch_sources import ModuleSource
 
-    tensors = dict(model.named_parameters(remove_duplicate=False))
-    tensors.update(model.named_buffers(remove_duplicate=False))
-    wanted = {plan.ref.name.split(" [", 1)[0] for plan in plans}  # a part's tensor
-    clones = {name: tensors[name].detach().clone() for name in wanted if name in tensors}
+    clones = {name: t.detach().clone() for name, t in planned_tensors(model, plans).items()}
     source = _ClonedSource(ModuleSource(model), clones)
     return [p for p in plan_layers(source, options) if p.status == "analyse"]
 

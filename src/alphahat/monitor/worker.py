@@ -80,6 +80,14 @@ def compute_rows(plans: Iterable[TensorPlan], options: AnalysisOptions) -> list[
     return rows
 
 
+def planned_tensors(model: Any, plans: Iterable[TensorPlan]) -> dict[str, Any]:
+    """The module's parameters and buffers that ``plans`` read (a part's whole tensor), by name."""
+    tensors = dict(model.named_parameters(remove_duplicate=False))
+    tensors.update(model.named_buffers(remove_duplicate=False))
+    wanted = {plan.ref.name.split(" [", 1)[0] for plan in plans}
+    return {name: tensors[name] for name in wanted if name in tensors}
+
+
 # ---------------------------------------------------------------------------------------------
 # the worker's side
 
@@ -310,13 +318,11 @@ class ProcessWorker:
 
         from alphahat.sources.torch_sources import ModuleSource
 
-        tensors = dict(model.named_parameters(remove_duplicate=False))
-        tensors.update(model.named_buffers(remove_duplicate=False))
-        wanted = {plan.ref.name.split(" [", 1)[0] for plan in plans}  # a part's tensor
+        tensors = planned_tensors(model, plans)
         layout: dict[str, tuple[int, np.dtype[Any]]] = {}
         failed: dict[str, str] = {}
         size = 0
-        for name in sorted(wanted & tensors.keys()):
+        for name in sorted(tensors):
             try:
                 dtype = _numpy_dtype(tensors[name])
             except Exception as exc:  # numpy has no such dtype: a failed row, as in the thread
