@@ -104,14 +104,17 @@ def read_monitor_journal(path: str | Path) -> MonitorRecords:
         JournalError: unreadable, not a journal, or an analysis run's journal.
         MissingDependencyError: a Parquet journal, and pyarrow is not installed.
     """
-    contents = _read_any(path)
+    return _complete(path, _read_any(path))
+
+
+def _complete(path: str | Path, contents: JournalContents) -> MonitorRecords:
+    """The records of the complete steps (those whose ``step`` record is there).
+
+    Raises:
+        JournalError: ``contents`` are not a monitor journal's.
+    """
     if contents.key.get("kind") != MONITOR_KIND:
         raise JournalError(f"{path}: not a monitor journal (an analysis run's journal?)")
-    return _complete(contents)
-
-
-def _complete(contents: JournalContents) -> MonitorRecords:
-    """The records of the complete steps (those whose ``step`` record is there)."""
     complete = {int(r["step"]) for r in contents.records if r.get("type") == "step"}
     kept = [r for r in contents.records if _step_of(r) in complete]
     return MonitorRecords(contents.key, kept, len(contents.records) - len(kept))
@@ -192,15 +195,13 @@ def _open_parquet(
         raise JournalError(f"{path}: cannot read the journal: {exc.strerror or exc}") from exc
     if resume and holds:
         contents = read_parquet_journal(path)
-        found = _checked(path, _complete(contents), key)
+        found = _checked(path, _complete(path, contents), key)
         return ParquetJournal.create(path, key, contents), found
     return ParquetJournal.create(path, key), MonitorRecords(dict(key))
 
 
 def _checked(path: Path, found: MonitorRecords, key: Mapping[str, Any]) -> MonitorRecords:
     """``found`` when its key is ``key``, else the error of a journal of another monitor."""
-    if found.key.get("kind") != MONITOR_KIND:
-        raise JournalError(f"{path}: not a monitor journal (an analysis run's journal?)")
     diffs = key_differences(found.key, key)
     if diffs:
         raise JournalError(
