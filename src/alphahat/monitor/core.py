@@ -52,7 +52,7 @@ from alphahat.monitor.alerts import (
 )
 from alphahat.monitor.journal import MonitorJournal, MonitorRecords, open_monitor_journal
 from alphahat.monitor.worker import ProcessWorker, compute_rows, planned_tensors
-from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions
+from alphahat.pipeline.options import ANALYSIS_DEFAULTS, AnalysisOptions, Integer
 from alphahat.pipeline.walk import plan_layers
 from alphahat.sources import TensorRef, WeightSource
 from alphahat.sources.arrays import TorchTensorLoader, torch_device_name
@@ -186,10 +186,8 @@ class Monitor:
                 "blas_threads sets the threads of the worker process: it needs "
                 f"background='process'; got background={background!r}"
             )
-        if blas_threads is not None and (
-            isinstance(blas_threads, bool) or not isinstance(blas_threads, int) or blas_threads < 1
-        ):
-            raise ValueError(f"blas_threads must be an integer ≥ 1; got {blas_threads!r}")
+        if blas_threads is not None:
+            Integer(minimum=1).check("blas_threads", blas_threads)  # the option table's rule
         self.model = model
         self.every_steps = every_steps
         self.every_epochs = every_epochs
