@@ -268,6 +268,8 @@ def _torch_stack(torch: Any, matrices: MatrixInput, device: str) -> Any:
     :class:`~alphahat.layers.device.DeviceMatrices` are stacked where they are.
     """
     if isinstance(matrices, DeviceMatrices):
+        # a contiguous copy in the host path's layout (a transposed view multiplied as is may
+        # round differently), so that both paths give the same eigenvalues
         return torch.stack(list(matrices.tensors))
     arrays = [np.asarray(w) for w in matrices]
     dtype = np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
