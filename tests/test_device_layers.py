@@ -267,12 +267,37 @@ def test_float32_is_not_tried_where_it_cannot_pass_or_products_are_not_float32(
     precision = torch.get_float32_matmul_precision()
     try:
         torch.set_float32_matmul_precision("high")  # TF32 / bf16 products allowed
-        report = alphahat.analyze(
-            minilm_path, layers=["pooler.*"], backend="torch", float32_tolerance=1e-2
-        )
-        assert list(report.details["spectrum_method"]) == ["torch gram@cpu"]
+        assert _float32_layer_method(minilm_path) == "torch gram@cpu"
     finally:
         torch.set_float32_matmul_precision(precision)
+    assert _float32_layer_method(minilm_path) == "torch gram float32@cpu"
+
+
+#: a MiniLM-L6 layer that keeps float32 at a tolerance of 1e-2 when products are float32
+FLOAT32_LAYER = "encoder.layer.0.intermediate.dense.weight"
+
+
+def _float32_layer_method(minilm_path: Path) -> str:
+    report = alphahat.analyze(
+        minilm_path, layers=[FLOAT32_LAYER], backend="torch", float32_tolerance=1e-2
+    )
+    assert list(report.details["status"]) == ["fitted"]
+    return str(report.details["spectrum_method"].iloc[0])
+
+
+@pytest.mark.skipif(
+    not hasattr(torch.backends.mkldnn, "matmul"), reason="torch without per-backend precision"
+)
+def test_float32_is_skipped_under_torchs_per_backend_precision_settings(
+    minilm_path: Path,
+) -> None:
+    matmul = torch.backends.mkldnn.matmul
+    try:
+        matmul.fp32_precision = "bf16"  # the newer API: torch's older getters now raise
+        assert _float32_layer_method(minilm_path) == "torch gram@cpu"
+    finally:
+        matmul.fp32_precision = "none"
+    assert _float32_layer_method(minilm_path) == "torch gram float32@cpu"
 
 
 def test_float32_tolerance_needs_the_torch_gram_path() -> None:

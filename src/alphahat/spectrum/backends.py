@@ -57,7 +57,6 @@ Torch must multiply float32 matrices in float32: where TF32 or bf16 products are
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -291,14 +290,24 @@ def float32_matmul_exact(torch: Any, device: str) -> bool:
     mantissa) or bf16 passes (``torch.set_float32_matmul_precision("high")``, which training
     scripts often set) gets no float32 Gram path, rather than an error bound that is wrong.
     Nothing global is changed here: the training that shares the process keeps its settings.
+
+    Torch's per-backend settings (``torch.backends.fp32_precision`` and the device's
+    ``matmul.fp32_precision``: ``none``/``ieee`` exact, ``tf32``/``bf16`` not) are read where
+    they exist: once a script has used them, torch refuses to answer the older getters
+    (``get_float32_matmul_precision``, ``allow_tf32`` raise ``RuntimeError``).
     """
-    if torch.get_float32_matmul_precision() != "highest":
+    backends = torch.backends
+    cuda = device.startswith("cuda")
+    matmul = (
+        backends.cuda.matmul if cuda else getattr(getattr(backends, "mkldnn", None), "matmul", None)
+    )
+    local = getattr(matmul, "fp32_precision", None)
+    if local is not None:
+        settings = (getattr(backends, "fp32_precision", "none"), local)
+        return all(setting in ("none", "ieee") for setting in settings)
+    if torch.get_float32_matmul_precision() != "highest":  # a torch without those settings
         return False
-    if device.startswith("cuda"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return not bool(getattr(torch.backends.cuda.matmul, "allow_tf32", False))
-    return True
+    return not (cuda and bool(backends.cuda.matmul.allow_tf32))
 
 
 def torch_gram_eigenvalues(
